@@ -1,0 +1,295 @@
+package lmtp
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+var (
+	_ smtp.Session     = (*session)(nil)
+	_ smtp.LMTPSession = (*session)(nil)
+)
+
+// session is one connection's transaction state. go-smtp calls Mail, Rcpt,
+// Data and Reset from the connection goroutine, but LMTPData from another one
+// (and, after an aborted BDAT, Reset while LMTPData still runs): hence mu.
+type session struct {
+	srv  *Server
+	conn *smtp.Conn
+	tc   *trackedConn
+
+	mu       sync.Mutex
+	inTx     bool
+	from     string
+	utf8     bool
+	sizeHint int64
+	rcpts    []Recipient // one per accepted RCPT, in order, duplicates included
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.srv.closing.Load() {
+		return replyShuttingDown
+	}
+	if opts != nil && opts.Size > s.srv.cfg.MaxMessageBytes {
+		return replyTooLarge
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inTx {
+		// go-smtp keeps its recipient list across a second MAIL, so
+		// accepting one would let our list and its replies diverge.
+		return replyNestedMail
+	}
+	s.inTx = true
+	s.from = from
+	s.utf8 = opts != nil && opts.UTF8
+	s.sizeHint = 0
+	if opts != nil {
+		s.sizeHint = opts.Size
+	}
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	ctx, cancel := context.WithTimeout(s.srv.baseCtx, s.srv.cfg.DeliveryTimeout)
+	defer cancel()
+	mailbox, err := s.srv.be.Resolve(ctx, to)
+	if err == nil && mailbox == "" {
+		err = errors.New("backend resolved to an empty mailbox")
+	}
+	if err != nil {
+		return s.srv.fail("rcpt", err, slog.String("rcpt", to), slog.String("remote", s.remote()))
+	}
+	s.mu.Lock()
+	s.rcpts = append(s.rcpts, Recipient{Address: to, Mailbox: mailbox})
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *session) Reset() {
+	s.mu.Lock()
+	s.inTx, s.from, s.utf8, s.sizeHint = false, "", false, 0
+	s.rcpts = nil
+	s.mu.Unlock()
+	// go-smtp resets after the DATA replies are written: from here on a
+	// shutdown may end this connection.
+	s.tc.setInData(false)
+}
+
+func (s *session) Logout() error { return nil }
+
+// Data is the SMTP DATA: one reply for all recipients (see Server.Serve).
+func (s *session) Data(r io.Reader) error {
+	env, rcpts, msg, err := s.receive(r)
+	if err != nil {
+		return err
+	}
+	replies := make(map[string]*smtp.SMTPError, len(rcpts))
+	var mu sync.Mutex
+	s.deliverAll(env, rcpts, msg, func(mailbox string, reply *smtp.SMTPError) {
+		mu.Lock()
+		replies[mailbox] = reply
+		mu.Unlock()
+	})
+	ordered := make([]*smtp.SMTPError, 0, len(replies))
+	for _, r := range uniqueByMailbox(rcpts) {
+		ordered = append(ordered, replies[r.Mailbox])
+	}
+	if len(ordered) == 0 {
+		return replyTempFail // go-smtp refuses DATA without recipients
+	}
+	return combine(ordered)
+}
+
+// combine makes one SMTP reply of per-recipient ones (in RCPT order).
+func combine(replies []*smtp.SMTPError) *smtp.SMTPError {
+	var firstTemp, firstPerm *smtp.SMTPError
+	ok := 0
+	for _, r := range replies {
+		switch {
+		case r.Code/100 == 2:
+			ok++
+		case r.Code/100 == 4 && firstTemp == nil:
+			firstTemp = r
+		case r.Code/100 == 5 && firstPerm == nil:
+			firstPerm = r
+		}
+	}
+	switch {
+	case ok == len(replies):
+		return replies[0]
+	case firstTemp != nil:
+		return firstTemp
+	case ok == 0:
+		return firstPerm
+	default:
+		// Some delivered, the rest refused for good. Only a retry can
+		// bounce exactly the refused ones (Resolve refuses them at RCPT);
+		// the delivered ones get a duplicate.
+		return replyPartial
+	}
+}
+
+// LMTPData is the LMTP DATA: each recipient's reply reflects its own
+// Deliver. go-smtp expects exactly one SetStatus per accepted RCPT, so a
+// mailbox given several times (as is, or as different addresses that
+// resolve to it) is delivered once and that result is reported for each.
+func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	env, rcpts, msg, err := s.receive(r)
+	if err != nil {
+		return err // go-smtp gives this reply to every recipient
+	}
+	s.deliverAll(env, rcpts, msg, func(mailbox string, reply *smtp.SMTPError) {
+		for _, rc := range rcpts {
+			if rc.Mailbox == mailbox {
+				status.SetStatus(rc.Address, reply)
+			}
+		}
+	})
+	// go-smtp gives this to any recipient left without a status. There is
+	// none, but if there were, it must not get a 250 for mail not stored.
+	return replyTempFail
+}
+
+// receive reads the whole message into memory and builds the envelope.
+func (s *session) receive(r io.Reader) (*Envelope, []Recipient, []byte, error) {
+	s.tc.setInData(true)
+	s.mu.Lock()
+	from, utf8, hint := s.from, s.utf8, s.sizeHint
+	rcpts := append([]Recipient(nil), s.rcpts...)
+	s.mu.Unlock()
+
+	id := newID()
+	msg, err := s.readMessage(r, hint)
+	if err != nil {
+		return nil, nil, nil, s.srv.fail("data", err, slog.String("id", id), slog.String("remote", s.remote()))
+	}
+	_, isTLS := s.conn.TLSConnectionState()
+	env := &Envelope{
+		ID:         id,
+		From:       from,
+		Protocol:   protocol(s.srv.lmtp, utf8, isTLS),
+		Helo:       s.conn.Hostname(),
+		RemoteAddr: s.remote(),
+		TLS:        isTLS,
+		Received:   time.Now(),
+		Hostname:   s.srv.cfg.Hostname,
+	}
+	return env, rcpts, msg, nil
+}
+
+// readMessage reads all of r, bounded by MaxMessageBytes. go-smtp's reader
+// stops at MaxMessageBytes+1 (see newServer) with smtp.ErrDataTooLarge; the
+// length check here makes the limit exact, also for BDAT.
+func (s *session) readMessage(r io.Reader, hint int64) ([]byte, error) {
+	max := s.srv.cfg.MaxMessageBytes
+	var buf bytes.Buffer
+	if hint > 0 {
+		// Trust the declared SIZE only so far: it costs the client nothing.
+		buf.Grow(int(min(hint, max, 1<<20)))
+	}
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, fmt.Errorf("%w: %w", errReceive, err)
+	}
+	if int64(buf.Len()) > max {
+		return nil, smtp.ErrDataTooLarge
+	}
+	return buf.Bytes(), nil
+}
+
+// deliverAll calls Deliver once per distinct mailbox, at most Parallel at a
+// time, and reports each result through done as soon as it is known.
+func (s *session) deliverAll(env *Envelope, rcpts []Recipient, msg []byte, done func(mailbox string, reply *smtp.SMTPError)) {
+	ok := &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK id=" + env.ID}
+	uniq := uniqueByMailbox(rcpts)
+	if len(uniq) == 1 {
+		done(uniq[0].Mailbox, s.deliverOne(env, uniq[0], msg, ok))
+		return
+	}
+	sem := make(chan struct{}, s.srv.cfg.Parallel)
+	var wg sync.WaitGroup
+	for _, rc := range uniq {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			done(rc.Mailbox, s.deliverOne(env, rc, msg, ok))
+		})
+	}
+	wg.Wait()
+}
+
+func (s *session) deliverOne(env *Envelope, rc Recipient, msg []byte, ok *smtp.SMTPError) (reply *smtp.SMTPError) {
+	attrs := []slog.Attr{slog.String("id", env.ID), slog.String("rcpt", rc.Mailbox), slog.String("remote", env.RemoteAddr)}
+	defer func() {
+		// A panicking backend must not take the process down with it; the
+		// recipient gets a temporary failure.
+		if p := recover(); p != nil {
+			reply = s.srv.fail("deliver", fmt.Errorf("panic in Deliver: %v\n%s", p, debug.Stack()), attrs...)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(s.srv.baseCtx, s.srv.cfg.DeliveryTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := s.srv.be.Deliver(ctx, env, rc, msg); err != nil {
+		return s.srv.fail("deliver", err, attrs...)
+	}
+	s.srv.log.LogAttrs(ctx, slog.LevelInfo, "delivered", append(attrs,
+		slog.Int("size", len(msg)), slog.Duration("took", time.Since(start)))...)
+	return ok
+}
+
+// uniqueByMailbox keeps the first Recipient of each mailbox, in order.
+func uniqueByMailbox(rcpts []Recipient) []Recipient {
+	seen := make(map[string]bool, len(rcpts))
+	out := make([]Recipient, 0, len(rcpts))
+	for _, rc := range rcpts {
+		if !seen[rc.Mailbox] {
+			seen[rc.Mailbox] = true
+			out = append(out, rc)
+		}
+	}
+	return out
+}
+
+// protocol is the Received "with" value (RFC 3848; RFC 6531 section 3.7.3).
+func protocol(lmtpMode, utf8, isTLS bool) string {
+	p := "SMTP"
+	if lmtpMode {
+		p = "LMTP"
+	}
+	if isTLS {
+		p += "S"
+	}
+	if utf8 {
+		return "UTF8" + p
+	}
+	if !lmtpMode {
+		p = "E" + p
+	}
+	return p
+}
+
+func (s *session) remote() string {
+	if a := s.conn.Conn().RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// newID names a transaction in replies and logs; it is not a secret.
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,331 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole TOML configuration. Field docs live in docs/CONFIG.md and
+// config.example.toml; the toml tags are the contract with admins.
+type Config struct {
+	Server  ServerConfig  `toml:"server"`
+	Storage StorageConfig `toml:"storage"`
+	LMTP    LMTPConfig    `toml:"lmtp"`
+	SMTP    SMTPConfig    `toml:"smtp"`
+	HTTP    HTTPConfig    `toml:"http"`
+	Log     LogConfig     `toml:"log"`
+
+	// Path is the file the config was read from ("" for the embedded default).
+	Path string `toml:"-"`
+}
+
+type ServerConfig struct {
+	Hostname string   `toml:"hostname"`
+	Domains  []string `toml:"domains"`
+	DataDir  string   `toml:"data_dir"`
+}
+
+type StorageConfig struct {
+	Homes         []string `toml:"homes"`
+	MaxOpenShards int      `toml:"max_open_shards"`
+}
+
+type LMTPConfig struct {
+	Listen          string   `toml:"listen"`
+	MaxMessageBytes int64    `toml:"max_message_bytes"`
+	MaxRecipients   int      `toml:"max_recipients"`
+	MaxConnections  int      `toml:"max_connections"`
+	ReadTimeout     Duration `toml:"read_timeout"`
+	WriteTimeout    Duration `toml:"write_timeout"`
+}
+
+type SMTPConfig struct {
+	Listen          string   `toml:"listen"`
+	TLSCert         string   `toml:"tls_cert"`
+	TLSKey          string   `toml:"tls_key"`
+	MaxMessageBytes int64    `toml:"max_message_bytes"`
+	MaxRecipients   int      `toml:"max_recipients"`
+	MaxConnections  int      `toml:"max_connections"`
+	ReadTimeout     Duration `toml:"read_timeout"`
+	WriteTimeout    Duration `toml:"write_timeout"`
+}
+
+type HTTPConfig struct {
+	Listen  string `toml:"listen"`
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+}
+
+type LogConfig struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s", "5m").
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use e.g. \"30s\", \"5m\")", b)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q must not be negative", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Defaults returns the configuration used for every key a file leaves out.
+func Defaults() Config {
+	return Config{
+		Server:  ServerConfig{Hostname: "localhost", DataDir: "data"},
+		Storage: StorageConfig{MaxOpenShards: 1024},
+		LMTP: LMTPConfig{
+			Listen:          "127.0.0.1:2424",
+			MaxMessageBytes: 50 << 20,
+			MaxRecipients:   1000,
+			ReadTimeout:     Duration{10 * time.Minute},
+			WriteTimeout:    Duration{10 * time.Minute},
+		},
+		SMTP: SMTPConfig{
+			MaxMessageBytes: 50 << 20,
+			MaxRecipients:   100,
+			MaxConnections:  500,
+			ReadTimeout:     Duration{5 * time.Minute},
+			WriteTimeout:    Duration{5 * time.Minute},
+		},
+		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
+		Log:  LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// ConfigError names the offending key and, when known, its line.
+type ConfigError struct {
+	File string
+	Key  string
+	Line int
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": %s", e.Key)
+	}
+	fmt.Fprintf(&b, ": %s", e.Msg)
+	return b.String()
+}
+
+// LoadConfig reads and validates a config file. Relative paths in it are
+// resolved against the file's directory.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseConfig(data, path, filepath.Dir(abs))
+}
+
+// ParseConfig decodes data (named name in errors) and resolves relative paths
+// against baseDir.
+func ParseConfig(data []byte, name, baseDir string) (*Config, error) {
+	cfg := Defaults()
+	cfg.Path = name
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&cfg)
+	if err != nil {
+		return nil, decodeError(name, data, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0].String()
+		return nil, &ConfigError{File: name, Key: k, Line: keyLine(data, und[0]), Msg: "unknown key"}
+	}
+	if err := cfg.validate(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.File = name
+			ce.Line = keyLine(data, toml.Key(strings.Split(ce.Key, ".")))
+		}
+		return nil, err
+	}
+	cfg.resolvePaths(baseDir)
+	return &cfg, nil
+}
+
+func decodeError(name string, data []byte, err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return &ConfigError{File: name, Key: pe.LastKey, Line: pe.Position.Line, Msg: pe.Message}
+	}
+	// Type mismatches come as plain errors of the form
+	// `toml: line N (last key "a.b"): incompatible types: ...`.
+	msg := strings.TrimPrefix(err.Error(), "toml: ")
+	ce := &ConfigError{File: name, Msg: msg}
+	var line int
+	var key string
+	if n, _ := fmt.Sscanf(msg, "line %d (last key %q):", &line, &key); n == 2 {
+		ce.Line, ce.Key = line, key
+		if _, rest, ok := strings.Cut(msg, "): "); ok {
+			ce.Msg = rest
+		}
+	} else if n, _ := fmt.Sscanf(msg, "(last key %q):", &key); n == 1 {
+		ce.Key = key
+		ce.Line = keyLine(data, toml.Key(strings.Split(key, ".")))
+		if _, rest, ok := strings.Cut(msg, "): "); ok {
+			ce.Msg = rest
+		}
+	}
+	return ce
+}
+
+// keyLine finds the line where a dotted key is set, for error messages only.
+// It understands [table] headers and `key = value` lines, which is all the
+// configuration uses; it returns 0 when unsure.
+func keyLine(data []byte, key toml.Key) int {
+	if len(key) == 0 {
+		return 0
+	}
+	table := strings.Join(key[:len(key)-1], ".")
+	last := key[len(key)-1]
+	cur := ""
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "[") && !strings.HasPrefix(line, "[[") {
+			cur = strings.TrimSpace(strings.Trim(line[:strings.IndexByte(line+"]", ']')+1], "[]"))
+			if len(key) == 1 && cur == last {
+				return n
+			}
+			continue
+		}
+		if cur != table {
+			continue
+		}
+		k, _, ok := strings.Cut(line, "=")
+		if ok && strings.Trim(strings.TrimSpace(k), `"'`) == last {
+			return n
+		}
+	}
+	return 0
+}
+
+func (c *Config) validate() error {
+	bad := func(key, format string, args ...any) error {
+		return &ConfigError{Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	if strings.TrimSpace(c.Server.Hostname) == "" {
+		return bad("server.hostname", "must not be empty")
+	}
+	if len(c.Server.Domains) == 0 {
+		return bad("server.domains", "required: list at least one mail domain served")
+	}
+	for i, d := range c.Server.Domains {
+		nd, err := NormalizeDomain(d)
+		if err != nil {
+			return bad("server.domains", "entry %d: %v", i+1, err)
+		}
+		c.Server.Domains[i] = nd
+	}
+	if c.Server.DataDir == "" {
+		return bad("server.data_dir", "must not be empty")
+	}
+	if len(c.Storage.Homes) == 0 {
+		return bad("storage.homes", "required: list at least one directory for user shards")
+	}
+	for i, h := range c.Storage.Homes {
+		if strings.TrimSpace(h) == "" {
+			return bad("storage.homes", "entry %d is empty", i+1)
+		}
+		if slices.Contains(c.Storage.Homes[:i], h) {
+			return bad("storage.homes", "%q is listed twice", h)
+		}
+	}
+	if c.Storage.MaxOpenShards < 1 {
+		return bad("storage.max_open_shards", "must be at least 1, got %d", c.Storage.MaxOpenShards)
+	}
+	if c.LMTP.Listen == "" {
+		return bad("lmtp.listen", "must not be empty (mail has no other way in)")
+	}
+	for _, l := range []struct {
+		key, v string
+		opt    bool
+	}{{"lmtp.listen", c.LMTP.Listen, false}, {"smtp.listen", c.SMTP.Listen, true}, {"http.listen", c.HTTP.Listen, true}} {
+		if l.opt && l.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(l.v); err != nil {
+			return bad(l.key, "%q is not host:port", l.v)
+		}
+	}
+	if c.LMTP.MaxMessageBytes < 1 {
+		return bad("lmtp.max_message_bytes", "must be positive")
+	}
+	if c.SMTP.MaxMessageBytes < 1 {
+		return bad("smtp.max_message_bytes", "must be positive")
+	}
+	if c.LMTP.MaxRecipients < 1 {
+		return bad("lmtp.max_recipients", "must be at least 1")
+	}
+	if c.SMTP.MaxRecipients < 1 {
+		return bad("smtp.max_recipients", "must be at least 1")
+	}
+	if c.LMTP.MaxConnections < 0 {
+		return bad("lmtp.max_connections", "must not be negative")
+	}
+	if c.SMTP.MaxConnections < 0 {
+		return bad("smtp.max_connections", "must not be negative")
+	}
+	if (c.SMTP.TLSCert == "") != (c.SMTP.TLSKey == "") {
+		return bad("smtp.tls_key", "tls_cert and tls_key must be set together")
+	}
+	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
+		return bad("http.tls_key", "tls_cert and tls_key must be set together")
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log.level", "must be one of debug, info, warn, error; got %q", c.Log.Level)
+	}
+	switch strings.ToLower(c.Log.Format) {
+	case "text", "json":
+	default:
+		return bad("log.format", "must be text or json; got %q", c.Log.Format)
+	}
+	return nil
+}
+
+func (c *Config) resolvePaths(base string) {
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(base, p)
+	}
+	c.Server.DataDir = abs(c.Server.DataDir)
+	for i := range c.Storage.Homes {
+		c.Storage.Homes[i] = abs(c.Storage.Homes[i])
+	}
+	c.SMTP.TLSCert, c.SMTP.TLSKey = abs(c.SMTP.TLSCert), abs(c.SMTP.TLSKey)
+	c.HTTP.TLSCert, c.HTTP.TLSKey = abs(c.HTTP.TLSCert), abs(c.HTTP.TLSKey)
+}

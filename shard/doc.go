@@ -1,0 +1,57 @@
+// Package shard stores CryptoMail's users and their mail: the MetaBase
+// (one SQLite file, meta.db, mapping each user to a home) and the DataBase
+// (one SQLite file per user, the shard). It stores opaque ciphertext and
+// knows nothing of XML, SMTP or OpenPGP.
+//
+// # Layout
+//
+// A user's shard is <home>/<hh>/<hex sha256(address)>.db, hh being the
+// first two hex digits of the hash, so no part of an address reaches the
+// file system. A new user goes to the configured home with the fewest users
+// (ties: the first in configured order). Files are created 0600, directories
+// 0700. Schemas are numbered migrations embedded in the binary, tracked with
+// PRAGMA user_version and applied in one transaction when a file is opened.
+//
+// # Durability
+//
+// Every database runs in WAL mode with synchronous=FULL, foreign_keys=ON,
+// secure_delete=ON and a busy timeout. Write transactions start with BEGIN
+// IMMEDIATE, so a locked database is reported at BEGIN (ErrBusy), never at
+// COMMIT. Deliver returns only after its transaction is committed and
+// fsync'ed: a caller may acknowledge the message as soon as it returns.
+// Concurrent writes to one shard are group-committed: those that queue while
+// a transaction runs share the next one (each in its own savepoint, with its
+// own modseq), so they share its fsync; every caller still waits for it.
+//
+// Every write transaction bumps the shard's modseq (table state) first and
+// stamps what it changes with the new value; deletions leave tombstones
+// (tables destroyed_messages, destroyed_folders, filled by triggers), so
+// "what changed since modseq N" can be answered. Received times are stored
+// as unix nanoseconds.
+//
+// # Open shards
+//
+// Shard handles are pooled, at most Options.MaxOpenShards idle ones: the
+// least recently used idle handle is closed when the pool is over its limit.
+// A handle in use is never closed, and no caller waits for a free slot, so
+// the number of open handles is at most max(MaxOpenShards, handles in use);
+// see Stats. Each handle has one writer connection (writes of this
+// process queue for it instead of contending inside SQLite) and a few
+// query_only readers, which WAL lets run beside the writer.
+//
+// # Other processes
+//
+// Another process (the admin CLI) may open the same files while a server
+// runs; SQLite's locks and the busy timeout arbitrate. Shard files are
+// created and removed only under the metabase write lock and only for an
+// address without a metabase row, and removed while holding the shard's
+// own write lock. A handle notices (by inode) that its file was removed or
+// replaced, both before use and again inside each write transaction, and
+// then reopens instead of writing into an unlinked file. (SQLite makes the
+// same inode check before removing -wal and -shm files on close, so closing
+// such a stale handle cannot harm a new shard at the same path.)
+//
+// Files left behind by a crash between creating a shard and committing its
+// metabase row have no row; CreateUser and DeleteUser of that address
+// remove them.
+package shard

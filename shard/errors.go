@@ -1,0 +1,94 @@
+package shard
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// Sentinel errors. Every error this package returns that falls in one of
+// these classes matches it with errors.Is, and still wraps the underlying
+// driver or OS error.
+var (
+	// ErrNotFound: no such user (or no public key for the user).
+	ErrNotFound = errors.New("not found")
+	// ErrExists: the user already exists.
+	ErrExists = errors.New("already exists")
+	// ErrBusy: SQLITE_BUSY or SQLITE_LOCKED; a temporary condition, worth a retry later.
+	ErrBusy = errors.New("storage busy")
+	// ErrNoSpace: SQLITE_FULL, ENOSPC or EDQUOT.
+	ErrNoSpace = errors.New("no space left on storage")
+	// ErrNoSuchFolder: the named folder does not exist in the shard.
+	ErrNoSuchFolder = errors.New("no such folder")
+	// ErrInvalid: an argument the store refuses (empty address, bad flag, ...).
+	ErrInvalid = errors.New("invalid argument")
+	// ErrCorrupt: SQLITE_CORRUPT, SQLITE_NOTADB, or a failed integrity check.
+	ErrCorrupt = errors.New("storage corrupt")
+	// ErrClosed: the Store has been closed.
+	ErrClosed = errors.New("store closed")
+)
+
+var sentinels = []error{ErrNotFound, ErrExists, ErrBusy, ErrNoSpace, ErrNoSuchFolder, ErrInvalid, ErrCorrupt, ErrClosed}
+
+// classify attaches the matching sentinel to err, keeping err in the chain,
+// so callers can test errors.Is(err, ErrBusy) and still errors.As the
+// sqlite3.Error. Errors already carrying a sentinel are returned unchanged.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return err
+		}
+	}
+	if k := kindOf(err); k != nil {
+		return fmt.Errorf("%w: %w", k, err)
+	}
+	return err
+}
+
+func kindOf(err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		if k := kindOfCode(se.Code, se.SystemErrno); k != nil {
+			return k
+		}
+	}
+	var en sqlite3.ErrNo
+	if errors.As(err, &en) {
+		if k := kindOfCode(en, 0); k != nil {
+			return k
+		}
+	}
+	var ex sqlite3.ErrNoExtended
+	if errors.As(err, &ex) {
+		if k := kindOfCode(sqlite3.ErrNo(int(ex)&0xff), 0); k != nil {
+			return k
+		}
+	}
+	if isNoSpace(err) {
+		return ErrNoSpace
+	}
+	return nil
+}
+
+func kindOfCode(code sqlite3.ErrNo, errno syscall.Errno) error {
+	switch code {
+	case sqlite3.ErrBusy, sqlite3.ErrLocked:
+		return ErrBusy
+	case sqlite3.ErrFull:
+		return ErrNoSpace
+	case sqlite3.ErrCorrupt, sqlite3.ErrNotADB:
+		return ErrCorrupt
+	case sqlite3.ErrIoErr, sqlite3.ErrCantOpen:
+		// SQLite reports most write failures as SQLITE_FULL, but some
+		// (ftruncate, mmap, open) surface as I/O errors with the errno kept.
+		if errno != 0 && isNoSpace(errno) {
+			return ErrNoSpace
+		}
+	}
+	return nil
+}

@@ -1,0 +1,213 @@
+package shard
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// NewMessage is a message to store. Summary and Body are ciphertext made by
+// the caller and are stored as given.
+type NewMessage struct {
+	Folder   string    // folder name; "" (or any case of "INBOX") → the inbox
+	Flags    []string  // e.g. `\Seen`; no spaces or control characters; duplicates dropped
+	Received time.Time // zero → now; kept to the nanosecond
+	Size     int64     // plaintext size as received
+	Summary  []byte
+	Body     []byte
+}
+
+// Message is a stored message.
+type Message struct {
+	ID       int64  // unique within the shard, never reused
+	Folder   string // folder name
+	UID      uint32 // unique within the folder, increasing, never reused
+	Flags    []string
+	Received time.Time
+	Size     int64
+	ModSeq   int64 // modseq of the message's last change
+	Summary  []byte
+	Body     []byte
+}
+
+// Received is stored as unix nanoseconds, which covers these years.
+var (
+	minReceived = time.Unix(0, math.MinInt64)
+	maxReceived = time.Unix(0, math.MaxInt64)
+)
+
+// Deliver stores one message in one durable transaction (synchronous=FULL:
+// it returns only after the commit reached the disk) and returns the
+// message's id and uid.
+func (s *Store) Deliver(ctx context.Context, address string, m NewMessage) (id int64, uid uint32, err error) {
+	flags, err := joinFlags(m.Flags)
+	if err != nil {
+		return 0, 0, fmt.Errorf("shard: deliver: %w", err)
+	}
+	if m.Size < 0 {
+		return 0, 0, fmt.Errorf("shard: deliver: %w: negative size", ErrInvalid)
+	}
+	received := m.Received
+	if received.IsZero() {
+		received = time.Now()
+	}
+	if received.Before(minReceived) || received.After(maxReceived) {
+		return 0, 0, fmt.Errorf("shard: deliver: %w: received time out of range", ErrInvalid)
+	}
+	err = s.write(ctx, address, "deliver", func(ctx context.Context, tx *sql.Tx, modseq int64) error {
+		var err error
+		id, uid, err = insertMessage(ctx, tx, modseq, m.Folder, flags, received.UnixNano(), m.Size, m.Summary, m.Body)
+		return err
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return id, uid, nil
+}
+
+func insertMessage(ctx context.Context, tx *sql.Tx, modseq int64, folder, flags string, received, size int64, summary, body []byte) (int64, uint32, error) {
+	// Allocating the uid and finding the folder is one statement.
+	q, arg := `UPDATE folders SET uidnext = uidnext + 1, modseq = ? WHERE name = ? RETURNING id, uidnext - 1`, folder
+	if folder == "" || strings.EqualFold(folder, "INBOX") {
+		q, arg = `UPDATE folders SET uidnext = uidnext + 1, modseq = ? WHERE role = ? RETURNING id, uidnext - 1`, "inbox"
+	}
+	var folderID, uid int64
+	err := tx.QueryRowContext(ctx, q, modseq, arg).Scan(&folderID, &uid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, ErrNoSuchFolder
+	}
+	if err != nil {
+		// The uidnext CHECK fails once the folder's 2^32-1 uids are spent.
+		return 0, 0, err
+	}
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO messages (folder_id, uid, flags, received, size, modseq, summary, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		folderID, uid, flags, received, size, modseq, nonNil(summary), nonNil(body))
+	if err != nil {
+		return 0, 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, 0, err
+	}
+	return id, uint32(uid), nil
+}
+
+// nonNil keeps an empty blob from being bound as NULL.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// joinFlags validates flags and joins them with single spaces, the stored
+// form.
+func joinFlags(flags []string) (string, error) {
+	if len(flags) == 0 {
+		return "", nil
+	}
+	out := make([]string, 0, len(flags))
+	seen := make(map[string]bool, len(flags))
+	for _, f := range flags {
+		if f == "" || !utf8.ValidString(f) || strings.ContainsFunc(f, func(r rune) bool {
+			return unicode.IsSpace(r) || unicode.IsControl(r)
+		}) {
+			return "", fmt.Errorf("%w: flag", ErrInvalid)
+		}
+		if !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	return strings.Join(out, " "), nil
+}
+
+func splitFlags(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, " ")
+}
+
+// Messages calls fn for every message of the user, all folders, ordered by
+// folder (in creation order, so the inbox first) then uid. It reads one
+// consistent snapshot; deliveries go on meanwhile. It stops at fn's first
+// error, which it returns.
+func (s *Store) Messages(ctx context.Context, address string, fn func(Message) error) error {
+	var fnErr error
+	err := s.read(ctx, address, "messages", func(ctx context.Context, db *sql.DB) error {
+		rows, err := db.QueryContext(ctx, `
+			SELECT m.id, f.name, m.uid, m.flags, m.received, m.size, m.modseq, m.summary, m.body
+			FROM messages m JOIN folders f ON f.id = m.folder_id
+			ORDER BY m.folder_id, m.uid`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m Message
+			var uid, received int64
+			var flags string
+			if err := rows.Scan(&m.ID, &m.Folder, &uid, &flags, &received, &m.Size, &m.ModSeq, &m.Summary, &m.Body); err != nil {
+				return err
+			}
+			m.UID = uint32(uid)
+			m.Flags = splitFlags(flags)
+			m.Received = time.Unix(0, received)
+			if err := fn(m); err != nil {
+				fnErr = err
+				return err
+			}
+		}
+		return rows.Err()
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	return err
+}
+
+// Folder is one folder of a shard.
+type Folder struct {
+	ID          int64
+	Name        string
+	Role        string // "inbox", "sent", "drafts", "trash", "junk" or ""
+	UIDNext     uint32 // 0 once the folder's uids are spent
+	UIDValidity uint32
+	ModSeq      int64
+	Created     time.Time
+}
+
+// Folders returns the user's folders in creation order.
+func (s *Store) Folders(ctx context.Context, address string) ([]Folder, error) {
+	var fs []Folder
+	err := s.read(ctx, address, "folders", func(ctx context.Context, db *sql.DB) error {
+		rows, err := db.QueryContext(ctx, `SELECT id, name, coalesce(role, ''), uidnext, uidvalidity, modseq, created FROM folders ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var f Folder
+			var next, validity, created int64
+			if err := rows.Scan(&f.ID, &f.Name, &f.Role, &next, &validity, &f.ModSeq, &created); err != nil {
+				return err
+			}
+			if next <= math.MaxUint32 {
+				f.UIDNext = uint32(next)
+			}
+			f.UIDValidity = uint32(validity)
+			f.Created = time.Unix(created, 0)
+			fs = append(fs, f)
+		}
+		return rows.Err()
+	})
+	return fs, err
+}

@@ -1,0 +1,720 @@
+package sexmap
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/flynn/noise"
+	"golang.org/x/crypto/curve25519"
+)
+
+// ErrUnknownAccount is what Accounts.LoginKey returns for an address that has
+// no account. The server treats it exactly like a wrong key.
+var ErrUnknownAccount = errors.New("sexmap: unknown account")
+
+// Accounts gives the server the public login key of an account. The address
+// is in the form Config.CanonicalAddress returns.
+type Accounts interface {
+	// LoginKey returns the 32-byte X25519 public login key of address, or an
+	// error wrapping ErrUnknownAccount. Any other error is an internal one
+	// (HTTP 500) and does not count as a failed login.
+	LoginKey(ctx context.Context, address string) (pub []byte, err error)
+}
+
+// Handler serves the requests of established sessions.
+type Handler interface {
+	// ServeSeXMAP is called with the decrypted body of an authentic, fresh
+	// request; its result is sealed and sent back. It may run concurrently
+	// for one session. s must not be retained after the call.
+	ServeSeXMAP(ctx context.Context, s *Session, request []byte) (response []byte)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, s *Session, request []byte) []byte
+
+// ServeSeXMAP calls f.
+func (f HandlerFunc) ServeSeXMAP(ctx context.Context, s *Session, request []byte) []byte {
+	return f(ctx, s, request)
+}
+
+// Session describes an established session to the Handler.
+type Session struct {
+	ID        string    // as in the Sexmap-Session header; pass it to EndSession
+	Address   string    // canonical account address; "" when Anonymous
+	Anonymous bool      // an NK session: no account behind it
+	Created   time.Time // when the handshake completed
+}
+
+// Config configures a Server. Zero fields take the defaults shown.
+type Config struct {
+	// StaticKey is the server's static X25519 key pair (LoadOrCreateServerKey).
+	StaticKey noise.DHKey
+	// Accounts authenticates XK logins.
+	Accounts Accounts
+
+	IdleTimeout time.Duration // a session unused this long ends; default 30m
+	MaxLifetime time.Duration // a session ends this long after its handshake; default 12h
+	// MaxSessions bounds live sessions; when a new one would exceed it, the
+	// session idle for longest is ended. Default 100000.
+	MaxSessions int
+	// HandshakeTimeout bounds the time between XK messages 1 and 3; default 30s.
+	HandshakeTimeout time.Duration
+	// MaxPendingHandshakes bounds XK handshakes waiting for message 3; when
+	// full, message 1 is refused with 503. Default 10000.
+	MaxPendingHandshakes int
+	// MaxBodyBytes bounds a transport request body (counter, request and
+	// tag); default 32 MiB. Larger bodies get 413.
+	MaxBodyBytes int64
+
+	// Lockout rules failed logins.
+	Lockout LockoutPolicy
+
+	// CanonicalAddress maps the address a client sent in XK message 3 to the
+	// account key used for Accounts, lock-out and Session.Address; an error
+	// is a failed login. Default: lower-case it and check it has the form
+	// local@domain with no space or control character. The server wiring
+	// passes the metabase's own canonical form here.
+	CanonicalAddress func(string) (string, error)
+	// ClientIP names the client for lock-out; default DefaultClientIP.
+	ClientIP func(*http.Request) string
+
+	Now    func() time.Time // default time.Now
+	Rand   io.Reader        // ephemeral keys and ids; default crypto/rand.Reader
+	Logger *slog.Logger     // default: discard
+}
+
+// Server is the SeXMAP endpoint. It is an http.Handler for PathHandshake,
+// PathTransport and PathWellKnown.
+type Server struct {
+	cfg        Config
+	handler    Handler
+	rng        io.Reader
+	log        *slog.Logger
+	fakeSecret []byte
+	pubText    []byte // the well-known body
+
+	mu           sync.Mutex
+	sessions     map[[IDSize]byte]*session
+	idle         list.List // of *session, least recently used first
+	pending      map[[IDSize]byte]*pending
+	pendingOrder list.List // of *pending, oldest first
+	byAddress    *failureTable
+	byIP         *failureTable
+}
+
+type session struct {
+	id       [IDSize]byte
+	info     Session
+	recv     noise.Cipher // client → server
+	send     noise.Cipher // server → client
+	window   replayWindow
+	lastUsed time.Time
+	elem     *list.Element
+	gone     bool
+}
+
+type pending struct {
+	id      [IDSize]byte
+	hs      *noise.HandshakeState
+	created time.Time
+	elem    *list.Element
+}
+
+// lockedReader serializes reads, because Config.Rand need not be safe for
+// concurrent use (a deterministic test reader is not).
+type lockedReader struct {
+	mu sync.Mutex
+	r  io.Reader
+}
+
+func (l *lockedReader) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(p)
+}
+
+// NewServer checks cfg, fills in defaults and returns a Server that passes
+// established sessions' requests to h.
+func NewServer(cfg Config, h Handler) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("sexmap: nil Handler")
+	}
+	if cfg.Accounts == nil {
+		return nil, errors.New("sexmap: Config.Accounts is nil")
+	}
+	if len(cfg.StaticKey.Private) != dhLen || len(cfg.StaticKey.Public) != dhLen {
+		return nil, errors.New("sexmap: Config.StaticKey must be a 32-byte X25519 key pair")
+	}
+	pub, err := curve25519.X25519(cfg.StaticKey.Private, curve25519.Basepoint)
+	if err != nil || subtle.ConstantTimeCompare(pub, cfg.StaticKey.Public) != 1 {
+		return nil, errors.New("sexmap: Config.StaticKey's public half does not match its private half")
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 30 * time.Minute
+	}
+	if cfg.MaxLifetime <= 0 {
+		cfg.MaxLifetime = 12 * time.Hour
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 100000
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 30 * time.Second
+	}
+	if cfg.MaxPendingHandshakes <= 0 {
+		cfg.MaxPendingHandshakes = 10000
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 32 << 20
+	}
+	if cfg.MaxBodyBytes < CounterSize+TagSize {
+		return nil, fmt.Errorf("sexmap: Config.MaxBodyBytes %d cannot hold a frame", cfg.MaxBodyBytes)
+	}
+	if err := cfg.Lockout.setDefaults(); err != nil {
+		return nil, err
+	}
+	if cfg.CanonicalAddress == nil {
+		cfg.CanonicalAddress = defaultCanonicalAddress
+	}
+	if cfg.ClientIP == nil {
+		cfg.ClientIP = DefaultClientIP
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:        cfg,
+		handler:    h,
+		rng:        &lockedReader{r: cfg.Rand},
+		log:        cfg.Logger,
+		fakeSecret: ServerSecret(cfg.StaticKey.Private),
+		pubText:    []byte(EncodePublicKey(cfg.StaticKey.Public) + "\n"),
+		sessions:   make(map[[IDSize]byte]*session),
+		pending:    make(map[[IDSize]byte]*pending),
+		byAddress:  newFailureTable(),
+		byIP:       newFailureTable(),
+	}
+	return s, nil
+}
+
+// PublicKey returns the server's static public key.
+func (s *Server) PublicKey() []byte { return bytes.Clone(s.cfg.StaticKey.Public) }
+
+// FakeSalt returns FakeSalt(ServerSecret(static private key), address): the
+// salt to answer for an address without an account.
+func (s *Server) FakeSalt(address string) []byte { return FakeSalt(s.fakeSecret, address) }
+
+// Register mounts the server's three paths on mux.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.Handle(PathHandshake, s)
+	mux.Handle(PathTransport, s)
+	mux.Handle(PathWellKnown, s)
+}
+
+// ServeHTTP serves PathHandshake, PathTransport and PathWellKnown; any other
+// path gets 404.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case PathHandshake:
+		s.serveHandshake(w, r)
+	case PathTransport:
+		s.serveTransport(w, r)
+	case PathWellKnown:
+		s.serveWellKnown(w, r)
+	default:
+		reject(w, rejNotFound, 0)
+	}
+}
+
+func (s *Server) serveWellKnown(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		reject(w, rejMethod, 0)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.Write(s.pubText)
+}
+
+// readBody applies the checks every POST shares: method, media type and
+// size, in that order.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *rejection) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		return nil, &rejMethod
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != ContentType {
+		return nil, &rejMediaType
+	}
+	if r.ContentLength > limit {
+		return nil, &rejTooLarge
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, &rejTooLarge
+		}
+		return nil, &rejBadFrame
+	}
+	return buf.Bytes(), nil
+}
+
+func writeOK(w http.ResponseWriter, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", ContentType)
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
+func (s *Server) serveHandshake(w http.ResponseWriter, r *http.Request) {
+	body, rej := s.readBody(w, r, maxHandshakeBody)
+	if rej != nil {
+		s.refuse(w, r, *rej, 0)
+		return
+	}
+	typ, msg, err := parseHandshake(body)
+	if err != nil {
+		s.refuse(w, r, rejBadFrame, 0)
+		return
+	}
+	switch typ {
+	case frameNKInit:
+		s.handshakeNK(w, r, msg)
+	case frameXKInit:
+		s.handshakeXKInit(w, r, msg)
+	case frameXKFinal:
+		s.handshakeXKFinal(w, r, msg)
+	default: // a server-to-client type sent to the server
+		s.refuse(w, r, rejBadFrame, 0)
+	}
+}
+
+// refuse writes a rejection and logs it at debug level (no body, no ids).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rej rejection, retryAfter time.Duration) {
+	s.log.Debug("sexmap: request refused", "path", r.URL.Path, "status", rej.status, "code", rej.code, "ip", s.cfg.ClientIP(r))
+	reject(w, rej, retryAfter)
+}
+
+func (s *Server) newHandshake(p noise.HandshakePattern) (*noise.HandshakeState, error) {
+	return noise.NewHandshakeState(noise.Config{
+		CipherSuite:   cipherSuite,
+		Random:        s.rng,
+		Pattern:       p,
+		Initiator:     false,
+		Prologue:      prologue,
+		StaticKeypair: s.cfg.StaticKey,
+	})
+}
+
+func (s *Server) handshakeNK(w http.ResponseWriter, r *http.Request, msg []byte) {
+	hs, err := s.newHandshake(noise.HandshakeNK)
+	if err != nil {
+		s.internal(w, r, "handshake state", err)
+		return
+	}
+	if payload, _, _, err := hs.ReadMessage(nil, msg); err != nil || len(payload) != 0 {
+		s.refuse(w, r, rejBadHandshake, 0)
+		return
+	}
+	out, c1, c2, err := hs.WriteMessage([]byte{frameNKResp}, nil)
+	if err != nil || c1 == nil || c2 == nil {
+		s.internal(w, r, "NK message 2", err)
+		return
+	}
+	sess, err := s.newSession(c1.Cipher(), c2.Cipher(), "")
+	if err != nil {
+		s.internal(w, r, "new session", err)
+		return
+	}
+	w.Header().Set(HeaderSession, sess.info.ID)
+	writeOK(w, out)
+}
+
+func (s *Server) handshakeXKInit(w http.ResponseWriter, r *http.Request, msg []byte) {
+	now := s.cfg.Now()
+	ip := s.cfg.ClientIP(r)
+	s.mu.Lock()
+	wait := s.byIP.wait(ip, now, &s.cfg.Lockout)
+	s.mu.Unlock()
+	if wait > 0 {
+		s.refuse(w, r, rejLocked, wait)
+		return
+	}
+	hs, err := s.newHandshake(noise.HandshakeXK)
+	if err != nil {
+		s.internal(w, r, "handshake state", err)
+		return
+	}
+	if payload, _, _, err := hs.ReadMessage(nil, msg); err != nil || len(payload) != 0 {
+		s.refuse(w, r, rejBadHandshake, 0)
+		return
+	}
+	out, _, _, err := hs.WriteMessage([]byte{frameXKResp}, nil)
+	if err != nil {
+		s.internal(w, r, "XK message 2", err)
+		return
+	}
+	id, err := s.addPending(hs, now)
+	if errors.Is(err, errBusy) {
+		s.log.Warn("sexmap: too many pending handshakes", "max", s.cfg.MaxPendingHandshakes)
+		s.refuse(w, r, rejBusy, time.Second)
+		return
+	}
+	if err != nil {
+		s.internal(w, r, "pending handshake", err)
+		return
+	}
+	w.Header().Set(HeaderHandshake, encodeID(id[:]))
+	writeOK(w, out)
+}
+
+// dummyLoginKey stands in for the stored key of an unknown account so that
+// the comparison runs either way. No client static key equals it: the
+// all-zero point makes the "se" Diffie-Hellman fail before we get here.
+var dummyLoginKey = make([]byte, dhLen)
+
+func (s *Server) handshakeXKFinal(w http.ResponseWriter, r *http.Request, msg []byte) {
+	id, ok := decodeID(r.Header.Get(HeaderHandshake))
+	if !ok {
+		s.refuse(w, r, rejBadHeader, 0)
+		return
+	}
+	now := s.cfg.Now()
+	hs := s.takePending(id, now)
+	if hs == nil {
+		s.refuse(w, r, rejUnknownHS, 0)
+		return
+	}
+	ip := s.cfg.ClientIP(r)
+	s.mu.Lock()
+	wait := s.byIP.wait(ip, now, &s.cfg.Lockout)
+	s.mu.Unlock()
+	if wait > 0 {
+		s.refuse(w, r, rejLocked, wait)
+		return
+	}
+	payload, c1, c2, err := hs.ReadMessage(nil, msg)
+	if err != nil || c1 == nil || c2 == nil {
+		s.refuse(w, r, rejBadHandshake, 0)
+		return
+	}
+	var address string
+	if utf8.Valid(payload) {
+		address, err = s.cfg.CanonicalAddress(string(payload))
+	} else {
+		err = errors.New("address is not UTF-8")
+	}
+	if err != nil {
+		s.loginFailed(w, r, "", ip, now)
+		return
+	}
+	s.mu.Lock()
+	wait = s.byAddress.wait(address, now, &s.cfg.Lockout)
+	s.mu.Unlock()
+	if wait > 0 {
+		s.refuse(w, r, rejLocked, wait)
+		return
+	}
+	known := 1
+	stored, err := s.cfg.Accounts.LoginKey(r.Context(), address)
+	switch {
+	case errors.Is(err, ErrUnknownAccount):
+		stored, known = dummyLoginKey, 0
+	case err != nil:
+		s.internal(w, r, "login key lookup", err)
+		return
+	}
+	// Unknown and wrong take the same path: one constant-time comparison,
+	// one failure count, one identical response.
+	if subtle.ConstantTimeCompare(stored, hs.PeerStatic())&known != 1 {
+		s.loginFailed(w, r, address, ip, now)
+		return
+	}
+	s.mu.Lock()
+	s.byAddress.reset(address)
+	s.mu.Unlock()
+	sess, err := s.newSession(c1.Cipher(), c2.Cipher(), address)
+	if err != nil {
+		s.internal(w, r, "new session", err)
+		return
+	}
+	s.log.Info("sexmap: login", "address", address, "ip", ip)
+	w.Header().Set(HeaderSession, sess.info.ID)
+	writeOK(w, []byte{frameXKOK})
+}
+
+func (s *Server) loginFailed(w http.ResponseWriter, r *http.Request, address, ip string, now time.Time) {
+	s.mu.Lock()
+	ipFailures := s.byIP.fail(ip, now, &s.cfg.Lockout)
+	addrFailures := 0
+	if address != "" {
+		addrFailures = s.byAddress.fail(address, now, &s.cfg.Lockout)
+	}
+	s.mu.Unlock()
+	s.log.Warn("sexmap: login failed", "address", address, "ip", ip,
+		"address_failures", addrFailures, "ip_failures", ipFailures)
+	reject(w, rejLoginFailed, 0)
+}
+
+func (s *Server) internal(w http.ResponseWriter, r *http.Request, what string, err error) {
+	s.log.Error("sexmap: internal error", "path", r.URL.Path, "what", what, "err", err)
+	reject(w, rejInternal, 0)
+}
+
+func (s *Server) serveTransport(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		s.refuse(w, r, rejMethod, 0)
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != ContentType {
+		s.refuse(w, r, rejMediaType, 0)
+		return
+	}
+	id, ok := decodeID(r.Header.Get(HeaderSession))
+	if !ok {
+		s.refuse(w, r, rejBadHeader, 0)
+		return
+	}
+	// The session is looked up before the body is read, so a stranger
+	// cannot make the server read (and hold) a large body.
+	sess := s.lookup(id, s.cfg.Now())
+	if sess == nil {
+		s.refuse(w, r, rejUnknownSession, 0)
+		return
+	}
+	body, rej := s.readBody(w, r, s.cfg.MaxBodyBytes)
+	if rej != nil {
+		s.refuse(w, r, *rej, 0)
+		return
+	}
+	counter, sealed, err := parseFrame(body)
+	if err != nil {
+		s.refuse(w, r, rejBadFrame, 0)
+		return
+	}
+	// A cheap look at the window first (as WireGuard does) spares the AEAD
+	// for frames that cannot be accepted anyway; only accept() records.
+	s.mu.Lock()
+	v := sess.window.check(counter)
+	s.mu.Unlock()
+	if v != counterOK {
+		s.refuse(w, r, windowRejection(v), 0)
+		return
+	}
+	plaintext, err := sess.recv.Decrypt(sealed[:0], counter, requestAD(id[:], counter), sealed)
+	if err != nil {
+		s.refuse(w, r, rejAuthFailed, 0)
+		return
+	}
+	info, rej := s.accept(sess, counter)
+	if rej != nil {
+		s.refuse(w, r, *rej, 0)
+		return
+	}
+	response := s.handler.ServeSeXMAP(r.Context(), &info, plaintext)
+	writeOK(w, sealFrame(sess.send, counter, responseAD(id[:], counter), response))
+}
+
+func windowRejection(v windowVerdict) rejection {
+	if v == counterReplayed {
+		return rejReplayed
+	}
+	return rejTooOld
+}
+
+// accept records an authentic frame's counter and refreshes the session's
+// idle time; it fails if the counter was taken meanwhile by a parallel
+// request or the session ended while the frame was being decrypted.
+func (s *Server) accept(sess *session, counter uint64) (Session, *rejection) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sess.gone {
+		return Session{}, &rejUnknownSession
+	}
+	if s.expired(sess, now) {
+		s.removeSession(sess, "expired")
+		return Session{}, &rejUnknownSession
+	}
+	if v := sess.window.accept(counter); v != counterOK {
+		rej := windowRejection(v)
+		return Session{}, &rej
+	}
+	sess.lastUsed = now
+	s.idle.MoveToBack(sess.elem)
+	return sess.info, nil
+}
+
+var errBusy = errors.New("too many pending handshakes")
+
+func (s *Server) addPending(hs *noise.HandshakeState, now time.Time) ([IDSize]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for e := s.pendingOrder.Front(); e != nil; e = s.pendingOrder.Front() {
+		p := e.Value.(*pending)
+		if now.Sub(p.created) < s.cfg.HandshakeTimeout {
+			break
+		}
+		s.removePending(p)
+	}
+	if len(s.pending) >= s.cfg.MaxPendingHandshakes {
+		return [IDSize]byte{}, errBusy
+	}
+	id, err := s.newID(func(id [IDSize]byte) bool { return s.pending[id] != nil })
+	if err != nil {
+		return id, err
+	}
+	p := &pending{id: id, hs: hs, created: now}
+	p.elem = s.pendingOrder.PushBack(p)
+	s.pending[id] = p
+	return id, nil
+}
+
+// takePending removes and returns a live pending handshake: each gets one
+// chance at message 3.
+func (s *Server) takePending(id [IDSize]byte, now time.Time) *noise.HandshakeState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pending[id]
+	if p == nil {
+		return nil
+	}
+	s.removePending(p)
+	if now.Sub(p.created) >= s.cfg.HandshakeTimeout {
+		return nil
+	}
+	return p.hs
+}
+
+func (s *Server) removePending(p *pending) {
+	s.pendingOrder.Remove(p.elem)
+	delete(s.pending, p.id)
+}
+
+// newID draws random ids until one is not taken (a collision of 128-bit
+// random ids is not expected; the loop only makes it harmless).
+func (s *Server) newID(taken func([IDSize]byte) bool) ([IDSize]byte, error) {
+	for {
+		var id [IDSize]byte
+		if _, err := io.ReadFull(s.rng, id[:]); err != nil {
+			return id, err
+		}
+		if !taken(id) {
+			return id, nil
+		}
+	}
+}
+
+func (s *Server) newSession(recv, send noise.Cipher, address string) (*session, error) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Idle-expired sessions gather at the front of the idle list.
+	for e := s.idle.Front(); e != nil; e = s.idle.Front() {
+		if old := e.Value.(*session); s.expired(old, now) {
+			s.removeSession(old, "expired")
+			continue
+		}
+		break
+	}
+	for len(s.sessions) >= s.cfg.MaxSessions {
+		s.removeSession(s.idle.Front().Value.(*session), "evicted")
+	}
+	id, err := s.newID(func(id [IDSize]byte) bool { return s.sessions[id] != nil })
+	if err != nil {
+		return nil, err
+	}
+	sess := &session{
+		id:       id,
+		info:     Session{ID: encodeID(id[:]), Address: address, Anonymous: address == "", Created: now},
+		recv:     recv,
+		send:     send,
+		lastUsed: now,
+	}
+	sess.elem = s.idle.PushBack(sess)
+	s.sessions[id] = sess
+	return sess, nil
+}
+
+func (s *Server) expired(sess *session, now time.Time) bool {
+	return !now.Before(sess.lastUsed.Add(s.cfg.IdleTimeout)) || !now.Before(sess.info.Created.Add(s.cfg.MaxLifetime))
+}
+
+func (s *Server) lookup(id [IDSize]byte, now time.Time) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess := s.sessions[id]
+	if sess == nil {
+		return nil
+	}
+	if s.expired(sess, now) {
+		s.removeSession(sess, "expired")
+		return nil
+	}
+	return sess
+}
+
+func (s *Server) removeSession(sess *session, why string) {
+	s.idle.Remove(sess.elem)
+	delete(s.sessions, sess.id)
+	sess.gone = true
+	s.log.Debug("sexmap: session ended", "why", why, "anonymous", sess.info.Anonymous, "address", sess.info.Address)
+}
+
+// EndSession ends the session with the given id (Session.ID) at once, as
+// LOGOUT does; a request already past authentication still gets its answer.
+// Unknown ids are ignored.
+func (s *Server) EndSession(id string) {
+	raw, ok := decodeID(id)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sess := s.sessions[raw]; sess != nil {
+		s.removeSession(sess, "ended")
+	}
+}
+
+// defaultCanonicalAddress lower-cases an address and checks its rough shape.
+func defaultCanonicalAddress(a string) (string, error) {
+	a = strings.ToLower(a)
+	at := strings.LastIndexByte(a, '@')
+	if at <= 0 || at == len(a)-1 || len(a) > MaxAddressBytes {
+		return "", errors.New("not an address")
+	}
+	for _, r := range a {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
+			return "", errors.New("not an address")
+		}
+	}
+	return a, nil
+}
