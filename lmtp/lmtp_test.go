@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"cryptomail/internal/testenv"
 	"cryptomail/lmtp"
 )
 
@@ -667,7 +668,7 @@ func TestMaxConnections(t *testing.T) {
 }
 
 func TestSTARTTLS(t *testing.T) {
-	cert, pool := selfSigned(t)
+	cert, pool := testenv.SelfSigned(t)
 	srvTLS := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 
 	t.Run("SMTP with TLS config", func(t *testing.T) {
@@ -747,7 +748,7 @@ func TestSTARTTLS(t *testing.T) {
 // TestCapabilities compares the greeting and LHLO/EHLO replies with
 // testdata/*.golden (go test -run Capabilities -update rewrites them).
 func TestCapabilities(t *testing.T) {
-	cert, _ := selfSigned(t)
+	cert, _ := testenv.SelfSigned(t)
 	tests := []struct {
 		golden string
 		mode   mode

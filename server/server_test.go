@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/emersion/go-smtp"
 
 	cmcrypto "cryptomail/crypto"
 	"cryptomail/internal/testenv"
@@ -250,5 +252,103 @@ func TestHealthz(t *testing.T) {
 	b, _ := io.ReadAll(c)
 	if !bytes.HasPrefix(b, []byte("HTTP/1.0 200")) || !bytes.Contains(b, []byte("Content-Security-Policy")) {
 		t.Errorf("healthz: %q", b)
+	}
+}
+
+// The SMTP listener is the MX for the served domains: local users only,
+// STARTTLS with the configured certificate, the same encrypted storage.
+func TestSMTPListener(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := testenv.SelfSignedFiles(t, dir)
+	conf := fmt.Sprintf(`
+[server]
+domains = ["example.test"]
+[storage]
+homes = ["homes"]
+[lmtp]
+listen = "127.0.0.1:0"
+[smtp]
+listen = "127.0.0.1:0"
+tls_cert = %q
+tls_key = %q
+max_recipients = 2
+[http]
+listen = ""
+`, certFile, keyFile)
+	cfg, err := server.ParseConfig([]byte(conf), "smtp.toml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{Server: s, cfg: cfg, dir: dir, keys: map[string]openpgp.EntityList{}}
+	ts.addUser(t, "alice@example.test")
+	s.Start()
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+
+	c, err := smtp.Dial(s.Addr("smtp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("sender.test"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := c.Extension("STARTTLS"); !ok {
+		t.Fatal("STARTTLS not offered although a certificate is configured")
+	}
+	if ok, _ := c.Extension("AUTH"); ok {
+		t.Error("AUTH offered by an MX")
+	}
+	c.Quit()
+	conn, err := net.Dial("tcp", s.Addr("smtp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err = smtp.NewClientStartTLS(conn, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("bob@elsewhere.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if code := testenv.SMTPCode(c.Rcpt("eve@elsewhere.test", nil)); code != "550 5.7.1" {
+		t.Errorf("relaying: got %s, want 550 5.7.1", code)
+	}
+	if code := testenv.SMTPCode(c.Rcpt("nobody@example.test", nil)); code != "550 5.1.1" {
+		t.Errorf("unknown user: got %s, want 550 5.1.1", code)
+	}
+	if err := c.Rcpt("alice@example.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("alice+x@example.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if code := testenv.SMTPCode(c.Rcpt("ALICE@example.test", nil)); code != "452 4.5.3" {
+		t.Errorf("third recipient with max_recipients = 2: got %s, want 452 4.5.3", code)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := "From: bob@elsewhere.test\r\nSubject: over SMTP\r\n\r\nhello\r\n"
+	io.WriteString(w, msg)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	got := ts.exported(t, "alice@example.test")
+	// The same mailbox named twice is delivered once.
+	if len(got) != 1 {
+		t.Fatalf("alice has %d messages, want 1", len(got))
+	}
+	if body := testenv.StripTrace(t, got[0], "alice@example.test"); string(body) != msg {
+		t.Errorf("got %q, want %q", body, msg)
+	}
+	if !bytes.Contains(got[0], []byte("with ESMTPS")) {
+		t.Errorf("Received header does not record ESMTPS: %q", got[0][:200])
 	}
 }
