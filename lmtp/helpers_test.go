@@ -284,4 +284,3 @@ func (rc *rawConn) greet(m mode) {
 	rc.send(m.hello() + " client.test\r\n")
 	rc.expect("250 ")
 }
-
