@@ -23,6 +23,7 @@ type Config struct {
 	LMTP    LMTPConfig    `toml:"lmtp"`
 	SMTP    SMTPConfig    `toml:"smtp"`
 	HTTP    HTTPConfig    `toml:"http"`
+	Relay   RelayConfig   `toml:"relay"`
 	Log     LogConfig     `toml:"log"`
 
 	// Path is the file the config was read from ("" for the embedded default).
@@ -64,6 +65,21 @@ type HTTPConfig struct {
 	Listen  string `toml:"listen"`
 	TLSCert string `toml:"tls_cert"`
 	TLSKey  string `toml:"tls_key"`
+}
+
+// RelayConfig is the smarthost that mail to remote recipients goes through.
+type RelayConfig struct {
+	Smarthost         string   `toml:"smarthost"`
+	StartTLS          string   `toml:"starttls"`
+	CAFile            string   `toml:"ca_file"`
+	Username          string   `toml:"username"`
+	Password          string   `toml:"password"`
+	AllowInsecureAuth bool     `toml:"allow_insecure_auth"`
+	QueueLifetime     Duration `toml:"queue_lifetime"`
+	MinRetry          Duration `toml:"min_retry"`
+	MaxRetry          Duration `toml:"max_retry"`
+	Concurrency       int      `toml:"concurrency"`
+	Timeout           Duration `toml:"timeout"`
 }
 
 type LogConfig struct {
@@ -108,7 +124,15 @@ func Defaults() Config {
 			WriteTimeout:    Duration{5 * time.Minute},
 		},
 		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
-		Log:  LogConfig{Level: "info", Format: "text"},
+		Relay: RelayConfig{
+			StartTLS:      "required",
+			QueueLifetime: Duration{5 * 24 * time.Hour},
+			MinRetry:      Duration{time.Minute},
+			MaxRetry:      Duration{time.Hour},
+			Concurrency:   4,
+			Timeout:       Duration{5 * time.Minute},
+		},
+		Log: LogConfig{Level: "info", Format: "text"},
 	}
 }
 
@@ -302,6 +326,28 @@ func (c *Config) validate() error {
 	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
 		return bad("http.tls_key", "tls_cert and tls_key must be set together")
 	}
+	if c.Relay.Smarthost != "" {
+		if _, _, err := net.SplitHostPort(c.Relay.Smarthost); err != nil {
+			return bad("relay.smarthost", "%q is not host:port", c.Relay.Smarthost)
+		}
+	}
+	switch c.Relay.StartTLS {
+	case "required", "opportunistic", "off":
+	default:
+		return bad("relay.starttls", "must be required, opportunistic or off; got %q", c.Relay.StartTLS)
+	}
+	if (c.Relay.Username == "") != (c.Relay.Password == "") {
+		return bad("relay.password", "username and password must be set together")
+	}
+	if c.Relay.Concurrency < 1 {
+		return bad("relay.concurrency", "must be at least 1")
+	}
+	if c.Relay.QueueLifetime.Duration <= 0 || c.Relay.MinRetry.Duration <= 0 || c.Relay.Timeout.Duration <= 0 {
+		return bad("relay.queue_lifetime", "queue_lifetime, min_retry and timeout must be positive")
+	}
+	if c.Relay.MaxRetry.Duration < c.Relay.MinRetry.Duration {
+		return bad("relay.max_retry", "must not be shorter than min_retry")
+	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -328,4 +374,5 @@ func (c *Config) resolvePaths(base string) {
 	}
 	c.SMTP.TLSCert, c.SMTP.TLSKey = abs(c.SMTP.TLSCert), abs(c.SMTP.TLSKey)
 	c.HTTP.TLSCert, c.HTTP.TLSKey = abs(c.HTTP.TLSCert), abs(c.HTTP.TLSKey)
+	c.Relay.CAFile = abs(c.Relay.CAFile)
 }

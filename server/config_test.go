@@ -54,6 +54,7 @@ func TestEveryKeyDocumented(t *testing.T) {
 		"lmtp":    {"listen", "max_message_bytes", "max_recipients", "max_connections", "read_timeout", "write_timeout"},
 		"smtp":    {"listen", "tls_cert", "tls_key", "max_message_bytes", "max_recipients", "max_connections", "read_timeout", "write_timeout"},
 		"http":    {"listen", "tls_cert", "tls_key"},
+		"relay":   {"smarthost", "starttls", "ca_file", "username", "password", "allow_insecure_auth", "queue_lifetime", "min_retry", "max_retry", "concurrency", "timeout"},
 		"log":     {"level", "format"},
 	}
 	for table, ks := range keys {
@@ -99,6 +100,9 @@ func TestConfigErrors(t *testing.T) {
 		{"zero shards", base + "max_open_shards = 0\n", "storage.max_open_shards", 5, "at least 1"},
 		{"cert without key", base + "[smtp]\ntls_cert = \"c.pem\"\n", "smtp.tls_key", 0, "together"},
 		{"bad level", base + "[log]\nlevel = \"loud\"\n", "log.level", 6, "one of"},
+		{"bad smarthost", base + "[relay]\nsmarthost = \"relay.example\"\n", "relay.smarthost", 6, "host:port"},
+		{"bad starttls", base + "[relay]\nstarttls = \"maybe\"\n", "relay.starttls", 6, "required, opportunistic or off"},
+		{"user without password", base + "[relay]\nusername = \"u\"\n", "relay.password", 0, "together"},
 		{"syntax", base + "[lmtp\n", "*", -1, "end table name"},
 	}
 	for _, tt := range tests {

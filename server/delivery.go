@@ -23,6 +23,8 @@ type delivery struct {
 	sealer *cmcrypto.Sealer
 	now    func() time.Time
 	keys   keyCache
+	// onStored wakes the recipient's long polls (XMAP wait).
+	onStored func(mailbox string)
 }
 
 var _ lmtp.Backend = (*delivery)(nil)
@@ -82,6 +84,9 @@ func (d *delivery) Deliver(ctx context.Context, env *lmtp.Envelope, rcpt lmtp.Re
 	})
 	if err != nil {
 		return storageError(err)
+	}
+	if d.onStored != nil {
+		d.onStored(rcpt.Mailbox)
 	}
 	return nil
 }

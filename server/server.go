@@ -53,6 +53,7 @@ type Server struct {
 
 	lmtp, smtp *lmtp.Server
 	http       *http.Server
+	access     *mailAccess
 	listeners  map[string]net.Listener
 	wg         sync.WaitGroup
 	errc       chan error
@@ -87,10 +88,19 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, error)
 	s.store = st
 	fail := func(err error) (*Server, error) {
 		s.closeListeners()
+		if s.access != nil {
+			s.access.close()
+		}
 		st.Close()
 		return nil, err
 	}
+	access, err := newMailAccess(ctx, cfg, st, logger)
+	if err != nil {
+		return fail(err)
+	}
+	s.access = access
 	backend := newDelivery(cfg, st)
+	backend.onStored = access.mail.Notifier().Notify
 
 	if err := s.listen(ctx, "lmtp", cfg.LMTP.Listen); err != nil {
 		return fail(err)
@@ -178,6 +188,7 @@ func (s *Server) httpHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
+	s.access.sexmap.Register(mux)
 	return securityHeaders(mux)
 }
 
@@ -206,6 +217,7 @@ func (s *Server) Start() {
 			}
 		}()
 	}
+	s.access.start()
 	run("lmtp", s.lmtp.Serve)
 	if s.smtp != nil {
 		run("smtp", s.smtp.Serve)
@@ -252,6 +264,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	// Shutdown ran would block in Accept forever; closing is idempotent.
 	s.closeListeners()
 	s.wg.Wait()
+	if err := s.access.close(); err != nil {
+		errs = append(errs, fmt.Errorf("close outbound queue: %w", err))
+	}
 	if err := s.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close storage: %w", err))
 	}

@@ -22,12 +22,49 @@
 // Concurrent writes to one shard are group-committed: those that queue while
 // a transaction runs share the next one (each in its own savepoint, with its
 // own modseq), so they share its fsync; every caller still waits for it.
+// Reads that must see one moment (a page and its count and state) run in
+// one read transaction on a reader connection.
 //
-// Every write transaction bumps the shard's modseq (table state) first and
-// stamps what it changes with the new value; deletions leave tombstones
-// (tables destroyed_messages, destroyed_folders, filled by triggers), so
-// "what changed since modseq N" can be answered. Received times are stored
-// as unix nanoseconds.
+// Received times are stored as unix nanoseconds.
+//
+// # Mail operations
+//
+// Folders, messages and contacts are reached through one user's shard at a
+// time (mail.go, contact.go, changes.go), so another user's objects cannot
+// even be named: ids are numbers within a shard, never reused (a destroyed
+// id stays destroyed for delta sync), and an id that is not in the shard is
+// simply not found. Operations on several messages run in one transaction:
+// all or nothing. Listings are keyed pages: ordered by (received second,
+// id) through the index messages_folder_received, with a cursor that is the
+// position after the page's last message, so arrivals between pages neither
+// repeat nor shift it. A page, its folder's count and the state it reports
+// are read in one snapshot.
+//
+// # Modseq and delta sync
+//
+// The shard's modseq (table state) only grows. Every write bumps it first
+// and stamps what it changes with the new value; a write that changes
+// several objects (a move of many messages, an expunge, a folder deleted
+// with its messages) bumps it again for each further object, so every
+// object carries a modseq of its own: its last change. Deletions leave
+// tombstones (destroyed_messages, destroyed_folders, destroyed_contacts),
+// written by triggers that read the state, so no delete can forget its
+// tombstone and each gets the stamp of its own deletion. Objects also keep
+// the modseq they were created at (created_modseq; 0 for objects older than
+// schema 2, which are then reported as updated, never wrongly as created).
+//
+// Changes(since, max) lists the objects and tombstones stamped after since,
+// in modseq order, and cuts a page after its max-th change, answering the
+// modseq of that change as the state to continue from. Because no two
+// objects share a modseq, the cut always falls between two changes:
+// everything stamped up to it is in the page, everything after it (an
+// object changed again meanwhile included) comes in a later one, so paging
+// neither skips nor loses a change. (Should two objects ever share one, the
+// cut moves back to the last boundary, never through a modseq.) A write
+// that turns out to change nothing is rolled back, so it moves no state.
+// Folder counts (total, unseen) and the stored-bytes counter are kept by
+// triggers too; a folder's modseq tracks the folder itself (creation,
+// rename), not its messages.
 //
 // # Open shards
 //

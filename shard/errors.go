@@ -28,9 +28,42 @@ var (
 	ErrCorrupt = errors.New("storage corrupt")
 	// ErrClosed: the Store has been closed.
 	ErrClosed = errors.New("store closed")
+
+	// Errors of the mail operations (mail.go, contact.go, changes.go).
+
+	// ErrNoSuchMessage: a message id that does not exist in the shard. The
+	// error is an *IDError naming the first such id.
+	ErrNoSuchMessage = errors.New("no such message")
+	// ErrNoSuchContact: a contact id that does not exist in the shard.
+	ErrNoSuchContact = errors.New("no such contact")
+	// ErrSystemFolder: system folders cannot be renamed or deleted.
+	ErrSystemFolder = errors.New("system folder")
+	// ErrFolderExists: the folder name is taken, or is a system folder's
+	// name in another case.
+	ErrFolderExists = errors.New("folder name taken")
+	// ErrQuota: the write would take the user over a limit the caller set
+	// (stored bytes, number of folders).
+	ErrQuota = errors.New("over quota")
+	// ErrTooManyFlags: a message would have more than MaxFlags flags.
+	ErrTooManyFlags = errors.New("too many flags")
+	// ErrBadCursor: a page cursor this shard did not make for this query.
+	ErrBadCursor = errors.New("invalid cursor")
+	// ErrUnknownState: changes asked since a modseq the shard cannot answer
+	// from (ahead of its own, or negative).
+	ErrUnknownState = errors.New("unknown state")
 )
 
-var sentinels = []error{ErrNotFound, ErrExists, ErrBusy, ErrNoSpace, ErrNoSuchFolder, ErrInvalid, ErrCorrupt, ErrClosed}
+var sentinels = []error{ErrNotFound, ErrExists, ErrBusy, ErrNoSpace, ErrNoSuchFolder, ErrInvalid, ErrCorrupt, ErrClosed,
+	ErrNoSuchMessage, ErrNoSuchContact, ErrSystemFolder, ErrFolderExists, ErrQuota, ErrTooManyFlags, ErrBadCursor, ErrUnknownState}
+
+// An IDError names the id an operation on several ids failed on.
+type IDError struct {
+	ID  int64
+	Err error // ErrNoSuchMessage, ErrTooManyFlags, ...
+}
+
+func (e *IDError) Error() string { return fmt.Sprintf("id %d: %v", e.ID, e.Err) }
+func (e *IDError) Unwrap() error { return e.Err }
 
 // classify attaches the matching sentinel to err, keeping err in the chain,
 // so callers can test errors.Is(err, ErrBusy) and still errors.As the

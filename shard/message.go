@@ -72,23 +72,31 @@ func (s *Store) Deliver(ctx context.Context, address string, m NewMessage) (id i
 }
 
 func insertMessage(ctx context.Context, tx *sql.Tx, modseq int64, folder, flags string, received, size int64, summary, body []byte) (int64, uint32, error) {
-	// Allocating the uid and finding the folder is one statement.
-	q, arg := `UPDATE folders SET uidnext = uidnext + 1, modseq = ? WHERE name = ? RETURNING id, uidnext - 1`, folder
+	q, arg := `SELECT id FROM folders WHERE name = ?`, folder
 	if folder == "" || strings.EqualFold(folder, "INBOX") {
-		q, arg = `UPDATE folders SET uidnext = uidnext + 1, modseq = ? WHERE role = ? RETURNING id, uidnext - 1`, "inbox"
+		q, arg = `SELECT id FROM folders WHERE role = ?`, "inbox"
 	}
-	var folderID, uid int64
-	err := tx.QueryRowContext(ctx, q, modseq, arg).Scan(&folderID, &uid)
+	var folderID int64
+	err := tx.QueryRowContext(ctx, q, arg).Scan(&folderID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, ErrNoSuchFolder
 	}
 	if err != nil {
-		// The uidnext CHECK fails once the folder's 2^32-1 uids are spent.
+		return 0, 0, err
+	}
+	return insertInto(ctx, tx, modseq, folderID, flags, received, size, summary, body)
+}
+
+// insertInto stores a new message in folderID, stamped (and marked created)
+// with modseq.
+func insertInto(ctx context.Context, tx *sql.Tx, modseq, folderID int64, flags string, received, size int64, summary, body []byte) (int64, uint32, error) {
+	uid, err := nextUID(ctx, tx, folderID)
+	if err != nil {
 		return 0, 0, err
 	}
 	res, err := tx.ExecContext(ctx,
-		`INSERT INTO messages (folder_id, uid, flags, received, size, modseq, summary, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		folderID, uid, flags, received, size, modseq, nonNil(summary), nonNil(body))
+		`INSERT INTO messages (folder_id, uid, flags, received, size, modseq, created_modseq, summary, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		folderID, uid, flags, received, size, modseq, modseq, nonNil(summary), nonNil(body))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -96,7 +104,22 @@ func insertMessage(ctx context.Context, tx *sql.Tx, modseq int64, folder, flags 
 	if err != nil {
 		return 0, 0, err
 	}
-	return id, uint32(uid), nil
+	return id, uid, nil
+}
+
+// nextUID allocates the next uid of a folder. It does not stamp the folder:
+// a folder's modseq tracks changes to the folder itself, not its contents.
+func nextUID(ctx context.Context, tx *sql.Tx, folderID int64) (uint32, error) {
+	var uid int64
+	err := tx.QueryRowContext(ctx, `UPDATE folders SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1`, folderID).Scan(&uid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNoSuchFolder
+	}
+	if err != nil {
+		// The uidnext CHECK fails once the folder's 2^32-1 uids are spent.
+		return 0, err
+	}
+	return uint32(uid), nil
 }
 
 // nonNil keeps an empty blob from being bound as NULL.
@@ -181,30 +204,44 @@ type Folder struct {
 	Role        string // "inbox", "sent", "drafts", "trash", "junk" or ""
 	UIDNext     uint32 // 0 once the folder's uids are spent
 	UIDValidity uint32
-	ModSeq      int64
+	ModSeq      int64 // last change to the folder itself (created, renamed), not to its messages
 	Created     time.Time
+	Total       int // messages in the folder
+	Unseen      int // of which without \Seen
+}
+
+const folderCols = `id, name, coalesce(role, ''), uidnext, uidvalidity, modseq, created, total, unseen`
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanFolder(r rowScanner) (Folder, error) {
+	var f Folder
+	var next, validity, created int64
+	if err := r.Scan(&f.ID, &f.Name, &f.Role, &next, &validity, &f.ModSeq, &created, &f.Total, &f.Unseen); err != nil {
+		return Folder{}, err
+	}
+	if next <= math.MaxUint32 {
+		f.UIDNext = uint32(next)
+	}
+	f.UIDValidity = uint32(validity)
+	f.Created = time.Unix(created, 0)
+	return f, nil
 }
 
 // Folders returns the user's folders in creation order.
 func (s *Store) Folders(ctx context.Context, address string) ([]Folder, error) {
 	var fs []Folder
 	err := s.read(ctx, address, "folders", func(ctx context.Context, db *sql.DB) error {
-		rows, err := db.QueryContext(ctx, `SELECT id, name, coalesce(role, ''), uidnext, uidvalidity, modseq, created FROM folders ORDER BY id`)
+		rows, err := db.QueryContext(ctx, `SELECT `+folderCols+` FROM folders ORDER BY id`)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var f Folder
-			var next, validity, created int64
-			if err := rows.Scan(&f.ID, &f.Name, &f.Role, &next, &validity, &f.ModSeq, &created); err != nil {
+			f, err := scanFolder(rows)
+			if err != nil {
 				return err
 			}
-			if next <= math.MaxUint32 {
-				f.UIDNext = uint32(next)
-			}
-			f.UIDValidity = uint32(validity)
-			f.Created = time.Unix(created, 0)
 			fs = append(fs, f)
 		}
 		return rows.Err()

@@ -200,6 +200,87 @@ func (*ChangePassphraseResult) Name() string   { return "change-passphrase" }
 func (*ChangePassphraseResult) encode(*enc)    {}
 func (*ChangePassphraseResult) decode(e *elem) { e.noKids() }
 
+// GetAccount asks for the session user's own account: the public key, the KDF parameters
+// and the sealed private key, so a client logging in on a new device can unseal its private
+// key. Logged-in sessions only; it names no user, so it can only reach the session's own.
+type GetAccount struct{}
+
+func (*GetAccount) Name() string   { return "get-account" }
+func (*GetAccount) decode(e *elem) { e.noKids() }
+func (*GetAccount) encode(*enc)    {}
+
+// Account is what a logged-in user gets back of its own account. The login key is left
+// out: the client has just derived it from the passphrase.
+type Account struct {
+	Address   string
+	PublicKey []byte // OpenPGP transferable public key, binary
+	KDF       KDF
+	SealedKey []byte // the private OpenPGP key as the client sealed it
+}
+
+func (a *Account) encode(e *enc) {
+	e.start("account")
+	e.attr("address", a.Address)
+	e.blob("public-key", a.PublicKey)
+	a.KDF.encode(e)
+	e.blob("sealed-key", a.SealedKey)
+	e.end("account")
+}
+
+func (a *Account) decode(e *elem) {
+	a.Address = e.address("address")
+	var hasPub, hasKDF, hasSealed bool
+	e.each(func(k *elem) {
+		switch k.n.name {
+		case "public-key":
+			if k.once(&hasPub) {
+				a.PublicKey = k.blob(MaxKeySize)
+			}
+		case "kdf":
+			decodeKDF(k, &hasKDF, &a.KDF)
+		case "sealed-key":
+			if k.once(&hasSealed) {
+				a.SealedKey = k.blob(MaxKeySize)
+			}
+		default:
+			k.unknownChild()
+		}
+	})
+	switch {
+	case e.failed():
+	case !hasPub:
+		e.fail(CodeBadRequest, "missing <public-key>")
+	case !hasKDF:
+		e.fail(CodeBadRequest, "missing <kdf>")
+	case !hasSealed:
+		e.fail(CodeBadRequest, "missing <sealed-key>")
+	}
+}
+
+// GetAccountResult answers GetAccount.
+type GetAccountResult struct {
+	Account Account
+}
+
+func (*GetAccountResult) Name() string    { return "get-account" }
+func (r *GetAccountResult) encode(e *enc) { r.Account.encode(e) }
+
+func (r *GetAccountResult) decode(e *elem) {
+	var seen bool
+	e.each(func(c *elem) {
+		if c.n.name != "account" {
+			c.unknownChild()
+			return
+		}
+		if c.once(&seen) {
+			r.Account.decode(c)
+		}
+	})
+	if !seen && !e.failed() {
+		e.fail(CodeBadRequest, "missing <account>")
+	}
+}
+
 // Logout ends the session once the response is sent; later requests of the same batch are
 // refused with denied.
 type Logout struct{}

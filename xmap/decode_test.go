@@ -38,6 +38,13 @@ func ids(n int) string {
 const loginKey = "sgehSMLe1ga0zMbjezzWs21lYfHXpcAu2mtkyGU+amU="
 const kdf = `<kdf alg="argon2id" salt="/iPXVtEeFvSvJMAvsJn8Vw==" time="3" memory="65536" threads="4"/>`
 
+const pubKey = `<public-key>AQID</public-key>`
+const sealedKey = `<sealed-key>BAUG</sealed-key>`
+
+func account(address, kids string) string {
+	return `<account address="` + address + `">` + kids + `</account>`
+}
+
 func passphrase(login, k string) string {
 	return doc(`<change-passphrase id="q"><login-key>` + login + `</login-key>` + k + `<sealed-key>AQID</sealed-key></change-passphrase>`)
 }
@@ -144,6 +151,8 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{"wait without timeout", doc(`<wait id="a" since="1"/>`), xmap.CodeBadRequest, "timeout"},
 		{"put-contact without contact", doc(`<put-contact id="a"/>`), xmap.CodeBadRequest, "missing <contact>"},
 		{"public-keys empty", doc(`<public-keys id="a"/>`), xmap.CodeBadRequest, "no <address>"},
+		{"get-account names a user", doc(`<get-account id="a" address="bob@example.org"/>`), xmap.CodeBadRequest, "unknown attribute"},
+		{"get-account with child", doc(`<get-account id="a"><address>bob@example.org</address></get-account>`), xmap.CodeBadRequest, "unexpected element"},
 
 		// Limits.
 		{"too deep", doc(deep), xmap.CodeLimitExceeded, "deeper"},
@@ -299,6 +308,7 @@ func TestDecodeAccepts(t *testing.T) {
 		{"time zone normalised", doc(`<append id="a" folder="INBOX" received="2025-03-01T10:30:00+01:00"><body>AQID</body></append>`), &xmap.Append{Folder: xmap.FolderRef{Name: "INBOX"}, Received: mustTime("2025-03-01T09:30:00Z"), Body: []byte{1, 2, 3}}},
 		{"non-ASCII address", doc(`<salt-lookup id="a" address="jörg@bücher.example"/>`), &xmap.SaltLookup{Address: "jörg@bücher.example"}},
 		{"wait 0", doc(`<wait id="a" since="5" timeout="0"/>`), &xmap.Wait{Since: "5"}},
+		{"get-account", doc(`<get-account id="a"></get-account>`), &xmap.GetAccount{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -333,6 +343,17 @@ func TestDecodeResponseErrors(t *testing.T) {
 		{"send without message", doc(`<send id="a"><rcpt address="b@example.org" status="queued"/></send>`)},
 		{"bad status", doc(`<send id="a"><message id="1" folder-id="2" size="1" received="2025-01-01T00:00:00Z"/><rcpt address="b@example.org" status="lost"/></send>`)},
 		{"changes bad kind", doc(`<changes id="a" state="1" has-more="false"><created kind="user" id="1"/></changes>`)},
+		{"get-account without account", doc(`<get-account id="a"/>`)},
+		{"get-account account twice", doc(`<get-account id="a">` + account("a@example.org", pubKey+kdf+sealedKey) + account("a@example.org", pubKey+kdf+sealedKey) + `</get-account>`)},
+		{"account without address", doc(`<get-account id="a"><account>` + pubKey + kdf + sealedKey + `</account></get-account>`)},
+		{"account bad address", doc(`<get-account id="a">` + account("alice", pubKey+kdf+sealedKey) + `</get-account>`)},
+		{"account without public key", doc(`<get-account id="a">` + account("a@example.org", kdf+sealedKey) + `</get-account>`)},
+		{"account without kdf", doc(`<get-account id="a">` + account("a@example.org", pubKey+sealedKey) + `</get-account>`)},
+		{"account without sealed key", doc(`<get-account id="a">` + account("a@example.org", pubKey+kdf) + `</get-account>`)},
+		{"account sealed key twice", doc(`<get-account id="a">` + account("a@example.org", pubKey+kdf+sealedKey+sealedKey) + `</get-account>`)},
+		{"account with login key", doc(`<get-account id="a">` + account("a@example.org", pubKey+`<login-key>`+loginKey+`</login-key>`+kdf+sealedKey) + `</get-account>`)},
+		{"account kdf below the floor", doc(`<get-account id="a">` + account("a@example.org", pubKey+`<kdf alg="argon2id" salt="/iPXVtEeFvSvJMAvsJn8Vw==" time="1" memory="65536" threads="4"/>`+sealedKey) + `</get-account>`)},
+		{"account empty sealed key", doc(`<get-account id="a">` + account("a@example.org", pubKey+kdf+`<sealed-key/>`) + `</get-account>`)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -379,5 +400,58 @@ func TestEncodeEscapes(t *testing.T) {
 	}
 	if msg := got.Responses[1].Err.Message; msg != "<script>\r\n\t\uFFFD\uFFFD\"]]>" {
 		t.Errorf("message %q", msg)
+	}
+}
+
+// TestGetAccountRoundTrip: a get-account result encodes to the canonical form and decodes
+// back to the same account, as a client on a new device reads it.
+func TestGetAccountRoundTrip(t *testing.T) {
+	acct := xmap.Account{
+		Address:   "alice@example.org",
+		PublicKey: []byte{0xc6, 0x33, 0x04, 1, 2, 3},
+		KDF:       xmap.KDF{Alg: xmap.KDFArgon2id, Salt: bytes.Repeat([]byte{0xfe}, 16), Time: 3, Memory: 65536, Threads: 4},
+		SealedKey: []byte("sealed private key"),
+	}
+	resp := &xmap.BatchResponse{Responses: []xmap.Response{
+		{ID: "g1", Name: "get-account", Result: &xmap.GetAccountResult{Account: acct}},
+		{ID: "g2", Name: "get-account", Err: &xmap.Error{Code: xmap.CodeDenied, Message: "get-account needs a logged-in session"}},
+	}}
+	var buf bytes.Buffer
+	if err := xmap.EncodeResponse(&buf, resp); err != nil {
+		t.Fatal(err)
+	}
+	want := head + open + "\n" +
+		`  <get-account id="g1">` + "\n" +
+		`    <account address="alice@example.org">` + "\n" +
+		`      <public-key>xjMEAQID</public-key>` + "\n" +
+		`      <kdf alg="argon2id" salt="/v7+/v7+/v7+/v7+/v7+/g==" time="3" memory="65536" threads="4"/>` + "\n" +
+		`      <sealed-key>c2VhbGVkIHByaXZhdGUga2V5</sealed-key>` + "\n" +
+		`    </account>` + "\n" +
+		`  </get-account>` + "\n" +
+		`  <get-account id="g2">` + "\n" +
+		`    <error code="denied">get-account needs a logged-in session</error>` + "\n" +
+		`  </get-account>` + "\n" +
+		`</xmap>` + "\n"
+	if buf.String() != want {
+		t.Errorf("encoded\n%s\nwant\n%s", buf.String(), want)
+	}
+	got, err := xmap.DecodeResponse(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, resp) {
+		t.Errorf("round trip\ngot  %#v\nwant %#v", got, resp)
+	}
+
+	req := &xmap.Batch{Requests: []xmap.Request{{ID: "g1", Command: &xmap.GetAccount{}}}}
+	buf.Reset()
+	if err := xmap.EncodeRequest(&buf, req); err != nil {
+		t.Fatal(err)
+	}
+	if want := head + open + "\n" + `  <get-account id="g1"/>` + "\n</xmap>\n"; buf.String() != want {
+		t.Errorf("request encoded\n%s\nwant\n%s", buf.String(), want)
+	}
+	if b, err := xmap.DecodeRequest(&buf); err != nil || !reflect.DeepEqual(b, req) {
+		t.Errorf("request round trip: %#v, %v", b, err)
 	}
 }

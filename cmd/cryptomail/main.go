@@ -4,6 +4,8 @@
 //	cryptomail user add  [-config FILE] --public-key KEY.asc ADDRESS
 //	cryptomail user list [-config FILE] [--json]
 //	cryptomail user del  [-config FILE] --yes ADDRESS
+//	cryptomail user invite [-config FILE] [--expires 72h] ADDRESS
+//	cryptomail server-key [-config FILE]
 //	cryptomail export    [-config FILE] --out FILE ADDRESS
 //	cryptomail check-config [-config FILE]
 //
@@ -40,6 +42,12 @@ commands:
   user add --public-key KEY ADDRESS  register a user with an OpenPGP public key
   user list [--json]                 list users
   user del --yes ADDRESS             delete a user and all their mail
+  user invite [--expires 72h] ADDRESS
+                                     print a one-time sign-up code (alone on the
+                                     last line) for a new user, or for one added
+                                     with --public-key to activate
+  server-key                         print the server's SeXMAP public key, for
+                                     clients to pin (created if missing)
   export --out FILE ADDRESS          write the user's mail as an mbox of OpenPGP messages
   check-config                       validate the configuration and exit
 
@@ -78,7 +86,7 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdServe(rest, stderr)
 	case "user":
 		if len(rest) == 0 {
-			return usagef("user: want add, list or del")
+			return usagef("user: want add, list, del or invite")
 		}
 		switch rest[0] {
 		case "add":
@@ -87,10 +95,14 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			return cmdUserList(rest[1:], stdout, stderr)
 		case "del", "delete", "rm":
 			return cmdUserDel(rest[1:], stdout, stderr)
+		case "invite":
+			return cmdUserInvite(rest[1:], stdout, stderr)
 		}
 		return usagef("user: unknown subcommand %q", rest[0])
 	case "export":
 		return cmdExport(rest, stdout, stderr)
+	case "server-key":
+		return cmdServerKey(rest, stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -123,7 +123,7 @@ func TestCLIUserLifecycle(t *testing.T) {
 		{"bad config", []string{"user", "list", "-config", "/nonexistent.toml"}, 1, "", "no such file"},
 		{"no command", nil, 2, "", "no command"},
 		{"unknown command", []string{"frobnicate"}, 2, "", "unknown command"},
-		{"user without sub", []string{"user"}, 2, "", "want add, list or del"},
+		{"user without sub", []string{"user"}, 2, "", "want add, list, del or invite"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

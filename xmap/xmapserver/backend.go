@@ -38,6 +38,10 @@ type AccountBackend interface {
 	Signup(ctx context.Context, req *xmap.Signup) error
 	// ChangePassphrase replaces login key, KDF parameters and sealed key in one transaction.
 	ChangePassphrase(ctx context.Context, user string, req *xmap.ChangePassphrase) error
+	// Account returns the session user's own account: address, public key (binary), KDF
+	// parameters and sealed private key, as signup or the last change-passphrase stored
+	// them. It takes no address: user is the only account it may return.
+	Account(ctx context.Context, user string) (xmap.Account, error)
 	// Logout is called for a logout request, for whatever the backend keeps per login
 	// (last seen, audit). Sessions belong to the transport: Server.Serve reports the
 	// logout so the transport ends the session.

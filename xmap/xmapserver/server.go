@@ -119,6 +119,15 @@ func (s *Server) run(ctx context.Context, re *xmap.ResponseEncoder, user string,
 		return &xmap.ChangePassphraseResult{}, b.ChangePassphrase(ctx, user, c)
 	case *xmap.Logout:
 		return &xmap.LogoutResult{}, b.Logout(ctx, user)
+	case *xmap.GetAccount:
+		acct, err := b.Account(ctx, user)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkAccount(&acct); err != nil {
+			return nil, err
+		}
+		return &xmap.GetAccountResult{Account: acct}, nil
 	case *xmap.PublicKeys:
 		return s.publicKeys(ctx, user, c)
 
@@ -267,6 +276,28 @@ func (s *Server) publicKeys(ctx context.Context, user string, c *xmap.PublicKeys
 		}
 	}
 	return res, nil
+}
+
+// checkAccount refuses a stored account a client would reject, so the failure is an
+// internal error logged here rather than an unreadable response.
+func checkAccount(a *xmap.Account) error {
+	if !xmap.ValidAddress(a.Address) {
+		return errors.New("xmapserver: backend account without a valid address")
+	}
+	if err := checkBlob("public key", a.PublicKey, xmap.MaxKeySize); err != nil {
+		return err
+	}
+	if err := checkBlob("sealed key", a.SealedKey, xmap.MaxKeySize); err != nil {
+		return err
+	}
+	k := &a.KDF
+	if k.Alg != xmap.KDFArgon2id || len(k.Salt) < xmap.MinSaltSize || len(k.Salt) > xmap.MaxSaltSize ||
+		k.Time < xmap.MinKDFTime || k.Time > xmap.MaxKDFTime ||
+		k.Memory < xmap.MinKDFMemory || k.Memory > xmap.MaxKDFMemory ||
+		k.Threads < xmap.MinKDFThreads || k.Threads > xmap.MaxKDFThreads {
+		return errors.New("xmapserver: backend account KDF parameters out of range")
+	}
+	return nil
 }
 
 // fetch streams a fetch result straight into the response.

@@ -243,6 +243,19 @@ func (b *Backend) ChangePassphrase(ctx context.Context, user string, req *xmap.C
 	return nil
 }
 
+// Account implements xmapserver.Backend.
+func (b *Backend) Account(ctx context.Context, user string) (xmap.Account, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a, err := b.user(user)
+	if err != nil {
+		return xmap.Account{}, err
+	}
+	kdf := a.kdf
+	kdf.Salt = bytes.Clone(kdf.Salt)
+	return xmap.Account{Address: a.address, PublicKey: bytes.Clone(a.publicKey), KDF: kdf, SealedKey: bytes.Clone(a.sealedKey)}, nil
+}
+
 // Logout implements xmapserver.Backend. Sessions belong to the transport, so an account
 // has nothing to end; the session user must still exist.
 func (b *Backend) Logout(ctx context.Context, user string) error {

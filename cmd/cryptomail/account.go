@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"cryptomail/server"
+	"cryptomail/server/accounts"
+	"cryptomail/shard"
+	"cryptomail/xmap/sexmap"
+)
+
+// Bounds of `user invite --expires`: long enough to reach someone by post,
+// short enough that a forgotten code does not stay usable for long.
+const (
+	defaultInviteTTL = 72 * time.Hour
+	maxInviteTTL     = 30 * 24 * time.Hour
+)
+
+func cmdUserInvite(args []string, stdout, stderr io.Writer) error {
+	c := newCommand("user invite", stderr)
+	ttl := c.fs.Duration("expires", defaultInviteTTL, "how long the code stays valid (at most 720h)")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("user invite: want exactly one ADDRESS")
+	}
+	if *ttl < time.Minute || *ttl > maxInviteTTL {
+		return usagef("user invite: --expires must be between 1m and %s", maxInviteTTL)
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	addr, err := accountAddress(cfg, pos[0])
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	st, err := server.OpenStore(ctx, cfg, adminLogger(stderr))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	expires := time.Now().Add(*ttl).Truncate(time.Second)
+	code, err := accounts.CreateInvite(ctx, st, rand.Reader, addr, expires)
+	if errors.Is(err, shard.ErrExists) {
+		return fmt.Errorf("%s has signed up already", addr)
+	}
+	if err != nil {
+		return fmt.Errorf("invite %s: %w", addr, err)
+	}
+	// Scripts take the last line; the code is printed nowhere else and
+	// stored only as a hash.
+	fmt.Fprintf(stdout, "one-time invite for %s, valid until %s; sign up with: cmail signup --invite CODE %s\n",
+		addr, expires.UTC().Format(time.RFC3339), addr)
+	fmt.Fprintln(stdout, code)
+	return nil
+}
+
+func cmdServerKey(args []string, stdout, stderr io.Writer) error {
+	c := newCommand("server-key", stderr)
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef("server-key: unexpected argument %q", pos[0])
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	// Created here if the server has not run yet, so the key can be
+	// published before the first start; the server then loads the same file.
+	key, err := sexmap.LoadOrCreateServerKey(accounts.ServerKeyPath(cfg.Server.DataDir))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, sexmap.EncodePublicKey(key.Public))
+	return nil
+}

@@ -1,0 +1,153 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"cryptomail/server/accounts"
+	"cryptomail/server/mailback"
+	"cryptomail/server/outbound"
+	"cryptomail/shard"
+	"cryptomail/xmap/sexmap"
+	"cryptomail/xmap/xmapserver"
+)
+
+// xmapBackend is the storage-backed XMAP backend: accounts, mail and
+// sending are separate packages, each implementing its own part.
+type xmapBackend struct {
+	*accountPart
+	*mailPart
+	*sendPart
+}
+
+// Aliases name the embedded fields (two of the types are called Backend).
+type (
+	accountPart = accounts.Backend
+	mailPart    = mailback.Backend
+	sendPart    = outbound.Sender
+)
+
+var _ xmapserver.Backend = (*xmapBackend)(nil)
+
+// mailAccess is everything behind the /sexmap endpoint.
+type mailAccess struct {
+	sexmap *sexmap.Server
+	mail   *mailback.Backend
+	sender *outbound.Sender
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+// OutboundPath is the outbound queue's file in data_dir.
+func OutboundPath(dataDir string) string { return filepath.Join(dataDir, "outbound.db") }
+
+func newMailAccess(ctx context.Context, cfg *Config, st *shard.Store, logger *slog.Logger) (*mailAccess, error) {
+	key, err := sexmap.LoadOrCreateServerKey(accounts.ServerKeyPath(cfg.Server.DataDir))
+	if err != nil {
+		return nil, fmt.Errorf("server key: %w", err)
+	}
+	acc, err := accounts.New(accounts.Config{
+		Store:            st,
+		CanonicalAddress: cfg.ServedAddress,
+		FakeSalt:         accounts.FakeSaltFunc(key.Private),
+		Logger:           logger.With("part", "accounts"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	mail := mailback.New(st, mailback.Options{Logger: logger.With("part", "xmap")})
+	relayTLS, err := relayTLSConfig(cfg.Relay)
+	if err != nil {
+		return nil, err
+	}
+	sender, err := outbound.New(ctx, OutboundPath(cfg.Server.DataDir), st, cfg.resolveRecipient, outbound.Config{
+		Smarthost:         cfg.Relay.Smarthost,
+		StartTLS:          cfg.Relay.StartTLS,
+		TLSConfig:         relayTLS,
+		Username:          cfg.Relay.Username,
+		Password:          cfg.Relay.Password,
+		AllowInsecureAuth: cfg.Relay.AllowInsecureAuth,
+		Hostname:          cfg.Server.Hostname,
+		QueueLifetime:     cfg.Relay.QueueLifetime.Duration,
+		MinRetry:          cfg.Relay.MinRetry.Duration,
+		MaxRetry:          cfg.Relay.MaxRetry.Duration,
+		Concurrency:       cfg.Relay.Concurrency,
+		Timeout:           cfg.Relay.Timeout.Duration,
+		OnStored:          mail.Notifier().Notify,
+		Logger:            logger.With("part", "outbound"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbound queue: %w", err)
+	}
+	xs := &xmapserver.Server{Backend: &xmapBackend{acc, mail, sender}, Logger: logger.With("part", "xmap")}
+	ma := &mailAccess{mail: mail, sender: sender}
+	ma.sexmap, err = sexmap.NewServer(sexmap.Config{
+		StaticKey:        key,
+		Accounts:         acc,
+		CanonicalAddress: cfg.ServedAddress,
+		Logger:           logger.With("part", "sexmap"),
+	}, sexmap.HandlerFunc(func(ctx context.Context, s *sexmap.Session, req []byte) []byte {
+		resp, loggedOut := xs.Serve(ctx, s.Address, s.Anonymous, req)
+		if loggedOut {
+			ma.sexmap.EndSession(s.ID)
+		}
+		return resp
+	}))
+	if err != nil {
+		sender.Close()
+		return nil, err
+	}
+	return ma, nil
+}
+
+// start runs the outbound queue worker until shutdown.
+func (ma *mailAccess) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	ma.stop, ma.done = cancel, make(chan struct{})
+	go func() {
+		defer close(ma.done)
+		ma.sender.Run(ctx)
+	}()
+}
+
+// close stops the worker (relay attempts in flight end) and the queue.
+func (ma *mailAccess) close() error {
+	if ma.stop != nil {
+		ma.stop()
+		<-ma.done
+	}
+	return ma.sender.Close()
+}
+
+// resolveRecipient tells the sender whether a recipient is local.
+func (c *Config) resolveRecipient(addr string) (string, bool, error) {
+	m, err := c.ServedAddress(addr)
+	switch {
+	case errors.Is(err, ErrDomainNotServed):
+		return addr, false, nil
+	case err != nil:
+		return "", false, err
+	}
+	return m, true, nil
+}
+
+func relayTLSConfig(r RelayConfig) (*tls.Config, error) {
+	if r.CAFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(r.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("relay.ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("relay.ca_file %s: no PEM certificate found", r.CAFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}

@@ -1,0 +1,356 @@
+package shard
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Login is what a user logs in with (shard table login). All of it is public
+// or sealed by the client: the store never holds anything from which the
+// passphrase or the private keys could be computed without guessing.
+type Login struct {
+	Key        []byte // X25519 public login key, LoginKeySize bytes
+	Salt       []byte // Argon2id salt, MinSaltSize to MaxSaltSize bytes
+	KDFTime    uint32 // Argon2id passes
+	KDFMemory  uint32 // Argon2id memory in KiB
+	KDFThreads uint8  // Argon2id lanes
+	SealedKey  []byte // the private OpenPGP key, sealed by the client; opaque here
+	Updated    time.Time
+}
+
+// Sizes the store checks in login material. The KDF cost policy (floors and
+// ceilings) belongs to the caller; the store only refuses nonsense.
+const (
+	LoginKeySize = 32
+	MinSaltSize  = 16
+	MaxSaltSize  = 64
+	// InviteHashSize is the size of an invite code's SHA-256.
+	InviteHashSize = 32
+)
+
+// Errors of Signup. ErrExists also reports an address that already has an
+// account (login material) or is not active.
+var (
+	// ErrInvalidInvite: no unused invite with that code for that address.
+	ErrInvalidInvite = errors.New("invalid invite")
+	// ErrInviteExpired: the invite exists and is unused but past its expiry.
+	ErrInviteExpired = errors.New("invite expired")
+	// ErrKeyMismatch: the address was created with another public key.
+	ErrKeyMismatch = errors.New("public key differs from the account's")
+)
+
+// invitePurgeAge is how long an expired (or used) invite is kept, so that a
+// late signup still gets "expired" rather than "invalid" for a while.
+const invitePurgeAge = 30 * 24 * time.Hour
+
+func checkLogin(l Login) error {
+	switch {
+	case len(l.Key) != LoginKeySize:
+		return fmt.Errorf("%w: login key must be %d bytes", ErrInvalid, LoginKeySize)
+	case len(l.Salt) < MinSaltSize || len(l.Salt) > MaxSaltSize:
+		return fmt.Errorf("%w: salt must be %d to %d bytes", ErrInvalid, MinSaltSize, MaxSaltSize)
+	case l.KDFTime == 0 || l.KDFMemory == 0 || l.KDFThreads == 0:
+		return fmt.Errorf("%w: KDF parameters must be positive", ErrInvalid)
+	case len(l.SealedKey) == 0 || len(l.SealedKey) > MaxKeySize:
+		return fmt.Errorf("%w: sealed key size %d", ErrInvalid, len(l.SealedKey))
+	}
+	return nil
+}
+
+// CreateInvite records a one-time invite for address, valid until expires.
+// Only codeHash, the SHA-256 of the code, is stored. An address that already
+// has login material is refused with ErrExists: it has nothing to sign up
+// for. Invites that expired more than 30 days ago are purged on the way.
+func (s *Store) CreateInvite(ctx context.Context, address string, codeHash []byte, expires time.Time) error {
+	if err := checkAddress(address); err != nil {
+		return fmt.Errorf("shard: create invite: %w", err)
+	}
+	if len(codeHash) != InviteHashSize {
+		return fmt.Errorf("shard: create invite: %w: code hash must be %d bytes", ErrInvalid, InviteHashSize)
+	}
+	now := time.Now()
+	if expires.Unix() <= now.Unix() {
+		return fmt.Errorf("shard: create invite: %w: expiry is not in the future", ErrInvalid)
+	}
+	switch _, err := s.LoginMaterial(ctx, address); {
+	case err == nil:
+		return fmt.Errorf("shard: create invite: %s has signed up already: %w", address, ErrExists)
+	case !errors.Is(err, ErrNotFound):
+		return fmt.Errorf("shard: create invite: %w", err)
+	}
+	err := s.metaWrite(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM invites WHERE expires < ?`, now.Add(-invitePurgeAge).Unix()); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO invites (code_hash, address, created, expires) VALUES (?, ?, ?, ?)`,
+			codeHash, address, now.Unix(), expires.Unix())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("shard: create invite: %w", err)
+	}
+	return nil
+}
+
+// SignupRequest is what Signup needs. The store knows nothing of OpenPGP, so
+// the caller says how to compare public keys.
+type SignupRequest struct {
+	Address  string // canonical address; must be the invite's
+	CodeHash []byte // SHA-256 of the invite code
+	// PublicKey is stored as the new user's key. For an address that exists
+	// already (created by an administrator) the stored key is kept.
+	PublicKey []byte
+	// SameKey reports whether the stored key of an existing address is the
+	// key the client signs up with (the client holds that key's private
+	// half, so mail already delivered stays readable). nil: byte equality.
+	SameKey func(stored []byte) bool
+	Login   Login
+	Now     time.Time // the clock for the invite's expiry; zero: time.Now
+}
+
+// Signup consumes an invite and creates or activates the account, all or
+// nothing:
+//
+//   - the invite must be unused, for Address, with CodeHash (compared in
+//     constant time): else ErrInvalidInvite; and unexpired: else
+//     ErrInviteExpired;
+//   - a new address becomes an active user (placed like CreateUser) whose
+//     shard holds PublicKey and the login material;
+//   - an address created without login material (user add) gets the login
+//     material if SameKey accepts its stored key: else ErrKeyMismatch;
+//   - an address with login material, or not active, is ErrExists.
+//
+// It reports whether the user was created (false: activated). The metabase
+// write lock is held throughout, so concurrent signups with one invite are
+// serialized and only one can succeed. An activation commits the shard
+// before the invite is marked used: if that last commit failed, the invite
+// would stay unused, but the address then has an account, so the invite can
+// no longer do anything.
+func (s *Store) Signup(ctx context.Context, req SignupRequest) (created bool, err error) {
+	if err := checkAddress(req.Address); err != nil {
+		return false, fmt.Errorf("shard: signup: %w", err)
+	}
+	if err := checkKey(req.PublicKey); err != nil {
+		return false, fmt.Errorf("shard: signup: %w", err)
+	}
+	if err := checkLogin(req.Login); err != nil {
+		return false, fmt.Errorf("shard: signup: %w", err)
+	}
+	now := req.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	tx, err := s.meta.w.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("shard: signup: %w", classify(err))
+	}
+	defer tx.Rollback()
+	inviteID, err := findInvite(ctx, tx, req.Address, req.CodeHash, now)
+	if err != nil {
+		return false, fmt.Errorf("shard: signup: %w", err)
+	}
+	var home, state string
+	switch err := tx.QueryRowContext(ctx, `SELECT home, state FROM users WHERE address = ?`, req.Address).Scan(&home, &state); {
+	case errors.Is(err, sql.ErrNoRows):
+		created = true
+	case err != nil:
+		return false, fmt.Errorf("shard: signup: %w", classify(err))
+	case state != StateActive:
+		return false, fmt.Errorf("shard: signup: account is %s: %w", state, ErrExists)
+	}
+
+	var path string
+	if created {
+		if home, err = s.pickHome(ctx, tx); err != nil {
+			return false, fmt.Errorf("shard: signup: %w", err)
+		}
+		path = ShardPath(home, req.Address)
+		// As in CreateUser: a stale handle of an earlier holder of the
+		// address must not be reused.
+		if err := s.pool.drop(ctx, keyOf(req.Address)); err != nil {
+			return false, fmt.Errorf("shard: signup: %w", err)
+		}
+		if err := s.createShard(ctx, path, req.PublicKey); err != nil {
+			return false, fmt.Errorf("shard %s: create: %w", path, err)
+		}
+		if err := s.initLogin(ctx, path, req.Login, now); err != nil {
+			s.discard(path)
+			return false, fmt.Errorf("shard %s: signup: %w", path, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO users (address, home, state, created) VALUES (?, ?, ?, ?)`,
+			req.Address, home, StateActive, time.Now().Unix()); err != nil {
+			s.discard(path)
+			return false, fmt.Errorf("shard: signup: %w", classify(err))
+		}
+	} else {
+		sameKey := req.SameKey
+		if sameKey == nil {
+			sameKey = func(stored []byte) bool { return bytes.Equal(stored, req.PublicKey) }
+		}
+		err := s.write(ctx, req.Address, "signup", func(ctx context.Context, tx *sql.Tx, modseq int64) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM login`).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return fmt.Errorf("address has signed up already: %w", ErrExists)
+			}
+			var stored []byte
+			err := tx.QueryRowContext(ctx, `SELECT public_key FROM keys ORDER BY id DESC LIMIT 1`).Scan(&stored)
+			if errors.Is(err, sql.ErrNoRows) || err == nil && !sameKey(stored) {
+				return ErrKeyMismatch
+			}
+			if err != nil {
+				return err
+			}
+			return insertLogin(ctx, tx, req.Login, now)
+		})
+		if err != nil {
+			return false, err
+		}
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE invites SET used = ? WHERE id = ? AND used IS NULL`, now.Unix(), inviteID)
+	if err == nil {
+		err = oneRow(res)
+	}
+	if err == nil {
+		err = tx.Commit()
+	}
+	if err != nil {
+		if created {
+			s.discard(path)
+		}
+		return false, fmt.Errorf("shard: signup: %w", classify(err))
+	}
+	return created, nil
+}
+
+// findInvite returns the id of the usable invite for address with codeHash.
+// Every invite of the address is compared, in constant time, so neither the
+// SQL index nor an early exit says how close a guess came.
+func findInvite(ctx context.Context, tx *sql.Tx, address string, codeHash []byte, now time.Time) (int64, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, code_hash, expires, used FROM invites WHERE address = ?`, address)
+	if err != nil {
+		return 0, classify(err)
+	}
+	defer rows.Close()
+	var (
+		id      int64
+		expires int64
+		used    sql.NullInt64
+		found   bool
+	)
+	for rows.Next() {
+		var rid, rexp int64
+		var hash []byte
+		var rused sql.NullInt64
+		if err := rows.Scan(&rid, &hash, &rexp, &rused); err != nil {
+			return 0, classify(err)
+		}
+		if subtle.ConstantTimeCompare(hash, codeHash) == 1 {
+			id, expires, used, found = rid, rexp, rused, true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, classify(err)
+	}
+	switch {
+	case !found || used.Valid:
+		return 0, ErrInvalidInvite
+	case now.Unix() >= expires:
+		return 0, ErrInviteExpired
+	}
+	return id, nil
+}
+
+// initLogin writes the login material into a shard just made by createShard,
+// before any metabase row points to it.
+func (s *Store) initLogin(ctx context.Context, path string, l Login, now time.Time) error {
+	db, ident, err := openShardFile(ctx, path, s.busy)
+	if err != nil {
+		return err
+	}
+	h := &handle{path: path, db: db, ident: ident}
+	err = h.write(ctx, func(ctx context.Context, tx *sql.Tx, modseq int64) error {
+		return insertLogin(ctx, tx, l, now)
+	})
+	if cerr := h.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func insertLogin(ctx context.Context, tx *sql.Tx, l Login, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO login (id, login_key, salt, kdf_time, kdf_memory, kdf_threads, sealed_key, updated)
+		VALUES (1, ?, ?, ?, ?, ?, ?, ?)`, l.Key, l.Salt, l.KDFTime, l.KDFMemory, l.KDFThreads, l.SealedKey, now.Unix())
+	return err
+}
+
+func oneRow(res sql.Result) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return fmt.Errorf("%d rows changed, want 1: %w", n, ErrInvalidInvite)
+	}
+	return nil
+}
+
+// LoginMaterial returns the login material of an active user. A user that
+// does not exist, is not active or has not signed up is ErrNotFound.
+func (s *Store) LoginMaterial(ctx context.Context, address string) (Login, error) {
+	if err := checkAddress(address); err != nil {
+		return Login{}, fmt.Errorf("shard: login material: %w", err)
+	}
+	u, err := s.lookup(ctx, address)
+	if err != nil {
+		return Login{}, fmt.Errorf("shard: login material: %w", err)
+	}
+	if u.State != StateActive {
+		return Login{}, fmt.Errorf("shard: login material: account is %s: %w", u.State, ErrNotFound)
+	}
+	var l Login
+	err = s.read(ctx, address, "login material", func(ctx context.Context, db *sql.DB) error {
+		var updated int64
+		err := db.QueryRowContext(ctx, `SELECT login_key, salt, kdf_time, kdf_memory, kdf_threads, sealed_key, updated
+			FROM login WHERE id = 1`).Scan(&l.Key, &l.Salt, &l.KDFTime, &l.KDFMemory, &l.KDFThreads, &l.SealedKey, &updated)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("no login material: %w", ErrNotFound)
+		}
+		l.Updated = time.Unix(updated, 0)
+		return err
+	})
+	if err != nil {
+		return Login{}, err
+	}
+	return l, nil
+}
+
+// ChangeLoginMaterial replaces login key, salt, KDF parameters and sealed
+// key in one durable transaction: once it returns, only the new material
+// works. A user without login material is ErrNotFound.
+func (s *Store) ChangeLoginMaterial(ctx context.Context, address string, l Login) error {
+	if err := checkLogin(l); err != nil {
+		return fmt.Errorf("shard: change login material: %w", err)
+	}
+	return s.write(ctx, address, "change login material", func(ctx context.Context, tx *sql.Tx, modseq int64) error {
+		res, err := tx.ExecContext(ctx, `UPDATE login SET login_key = ?, salt = ?, kdf_time = ?, kdf_memory = ?,
+			kdf_threads = ?, sealed_key = ?, updated = ? WHERE id = 1`,
+			l.Key, l.Salt, l.KDFTime, l.KDFMemory, l.KDFThreads, l.SealedKey, time.Now().Unix())
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return fmt.Errorf("no login material: %w", ErrNotFound)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,140 @@
+package shard
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestMigrateMail: a shard written by the first schema (deliveries stamping their
+// folder with the message's modseq) comes out of migration 0002 with counts, usage,
+// and one modseq per object, so delta sync pages through it one change at a time.
+func TestMigrateMail(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	opts := Options{DataDir: filepath.Join(root, "data"), Homes: []string{filepath.Join(root, "home")}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	const a = "alice@example.org"
+	s, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.CreateUser(ctx, a, []byte("key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	// Replace the shard with one at schema version 1, filled as the old code did.
+	path := ShardPath(u.Home, a)
+	if _, err := removeFiles(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := createFile(path); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := shardMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(newConnector(path, DefaultBusyTimeout, kindShard, false))
+	if err := migrate(ctx, db, ms[:1]); err != nil {
+		t.Fatal(err)
+	}
+	old := []struct {
+		folder, flags string
+		body          string
+	}{{"inbox", "", "one"}, {"inbox", `\Seen`, "two"}, {"sent", `\Seen`, "three"}, {"inbox", "$x", "four"}}
+	for i, m := range old {
+		tx, err := db.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var modseq, folder, uid int64
+		if err := tx.QueryRow(`UPDATE state SET modseq = modseq + 1 RETURNING modseq`).Scan(&modseq); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.QueryRow(`UPDATE folders SET uidnext = uidnext + 1, modseq = ? WHERE role = ? RETURNING id, uidnext - 1`, modseq, m.folder).Scan(&folder, &uid); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(`INSERT INTO messages (folder_id, uid, flags, received, size, modseq, summary, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			folder, uid, m.flags, int64(1700000000+i)*1e9+7, len(m.body), modseq, []byte("s"), []byte(m.body)); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("rebuilt shard: %v %v", fi, err)
+	}
+
+	s, err = Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fs, err := s.Folders(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var maxMsg int64
+	if err := s.Messages(ctx, a, func(m Message) error { maxMsg = max(maxMsg, m.ModSeq); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]bool{}
+	for _, f := range fs {
+		if f.ModSeq <= maxMsg || seen[f.ModSeq] {
+			t.Errorf("folder %s has modseq %d: want its own, above the messages' %d", f.Name, f.ModSeq, maxMsg)
+		}
+		seen[f.ModSeq] = true
+	}
+	if fs[0].Total != 3 || fs[0].Unseen != 2 || fs[1].Total != 1 || fs[1].Unseen != 0 || fs[3].Total != 0 {
+		t.Errorf("counts after migration: %+v", fs)
+	}
+	if used, err := s.Usage(ctx, a); err != nil || used != int64(4+len("onetwothreefour")) {
+		t.Errorf("usage %d %v", used, err)
+	}
+	// Every object apart: changes since 0 page one by one, all as updated.
+	since, n := int64(0), 0
+	for {
+		cs, err := s.Changes(ctx, a, since, 1)
+		if err != nil {
+			t.Fatalf("changes since %d: %v", since, err)
+		}
+		for _, c := range cs.Changes {
+			n++
+			if c.Type != Updated {
+				t.Errorf("old object %+v: want updated", c)
+			}
+		}
+		if since = cs.ModSeq; !cs.HasMore {
+			break
+		}
+	}
+	if n != len(old)+len(fs) {
+		t.Errorf("%d changes since 0, want %d", n, len(old)+len(fs))
+	}
+	var ids []int64
+	if _, err := s.ListMessages(ctx, a, ListQuery{Folder: FolderRef{Name: "INBOX"}, Desc: true, Limit: 2}, func(m MessageInfo) error {
+		ids = append(ids, m.ID)
+		if m.Received.Unix() != 1700000000+m.ID-1 {
+			t.Errorf("message %d received %v", m.ID, m.Received)
+		}
+		return nil
+	}); err != nil || len(ids) != 2 || ids[0] != 4 || ids[1] != 2 {
+		t.Errorf("listing after migration: %v %v", ids, err)
+	}
+	// New writes continue above the renumbered folders.
+	id, _, err := s.Deliver(ctx, a, NewMessage{Body: []byte("new")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs, err := s.Changes(ctx, a, since, 10); err != nil || len(cs.Changes) != 1 || cs.Changes[0] != (Change{KindMessage, id, Created}) {
+		t.Errorf("changes after a new delivery: %+v %v", cs, err)
+	}
+}
