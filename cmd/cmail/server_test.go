@@ -5,13 +5,18 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"cryptomail/internal/testenv"
 	"cryptomail/server"
@@ -23,6 +28,13 @@ import (
 // disk, LMTP delivery, the outbound queue (its relay is a port nobody listens
 // on, so remote mail stays queued).
 func newServerHarness(t *testing.T) *harness {
+	t.Helper()
+	return newServerHarnessRelay(t, testenv.FreePort(t))
+}
+
+// newServerHarnessRelay is newServerHarness with the relay at smarthost
+// (plain SMTP, no TLS).
+func newServerHarnessRelay(t *testing.T, smarthost string) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	conf := fmt.Sprintf(`
@@ -38,7 +50,7 @@ listen = "127.0.0.1:0"
 [relay]
 smarthost = %q
 starttls = "off"
-`, testenv.FreePort(t))
+`, smarthost)
 	cfg, err := server.ParseConfig([]byte(conf), "cmail-test.toml", dir)
 	if err != nil {
 		t.Fatal(err)
@@ -114,4 +126,96 @@ func TestServerExternalMailAndNoPlaintext(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// sink is an SMTP server standing in for the smarthost; it records what it
+// is given.
+type sink struct {
+	mu   sync.Mutex
+	msgs []sunk
+}
+
+type sunk struct {
+	from string
+	to   []string
+	data []byte
+}
+
+func (k *sink) NewSession(*smtp.Conn) (smtp.Session, error) { return &sinkSession{k: k}, nil }
+
+type sinkSession struct {
+	k    *sink
+	from string
+	to   []string
+}
+
+func (s *sinkSession) Mail(from string, _ *smtp.MailOptions) error { s.from = from; return nil }
+func (s *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error   { s.to = append(s.to, to); return nil }
+func (s *sinkSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.k.mu.Lock()
+	s.k.msgs = append(s.k.msgs, sunk{s.from, s.to, b})
+	s.k.mu.Unlock()
+	return nil
+}
+func (s *sinkSession) Reset()        { s.from, s.to = "", nil }
+func (s *sinkSession) Logout() error { return nil }
+
+// Mail to a remote address leaves through the configured relay, from the
+// session's own address, encrypted when the client had the key and readable
+// only with the user's consent.
+func TestServerRelay(t *testing.T) {
+	k := &sink{}
+	ss := smtp.NewServer(k)
+	ss.Domain = "relay.test"
+	ss.AllowInsecureAuth = true
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ss.Serve(l)
+	t.Cleanup(func() { ss.Close() })
+
+	h := newServerHarnessRelay(t, l.Addr().String())
+	home := t.TempDir()
+	h.signup(home, "alice@example.org", "pass")
+	out := h.ok(home, "pass", "RELAYBODY for Carol\n", "send", "--to", "carol@remote.example", "--subject", "RELAYSUBJECT", "--allow-plaintext")
+	if !strings.Contains(out, "carol@remote.example: queued") {
+		t.Fatalf("send said %q", out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		k.mu.Lock()
+		n := len(k.msgs)
+		k.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nothing reached the relay")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	k.mu.Lock()
+	got := k.msgs[0]
+	k.mu.Unlock()
+	if got.from != "alice@example.org" || len(got.to) != 1 || got.to[0] != "carol@remote.example" {
+		t.Errorf("envelope %s -> %v", got.from, got.to)
+	}
+	// Carol has no key here, and alice agreed: the readable copy goes out.
+	if !bytes.Contains(got.data, []byte("RELAYBODY for Carol")) {
+		t.Errorf("relayed message lacks the body:\n%s", got.data)
+	}
+	// The queue keeps no readable copy once the message is gone.
+	filepath.Walk(h.dataDir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("RELAYBODY")) {
+				t.Errorf("relayed body left in %s", p)
+			}
+		}
+		return nil
+	})
 }
