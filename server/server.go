@@ -139,7 +139,10 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, error)
 		s.http = &http.Server{
 			Handler:           s.httpHandler(),
 			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			// Bounds a slow upload (a request is at most 32 MiB); no write
+			// timeout, since XMAP wait holds a response for up to 2 minutes.
+			ReadTimeout: 10 * time.Minute,
+			IdleTimeout: 2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		}
 	}

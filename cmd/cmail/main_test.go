@@ -197,6 +197,15 @@ func testTwoUsers(t *testing.T, h *harness) {
 	if flags := list[0]["flags"].([]any); len(flags) != 1 || flags[0] != `\Seen` {
 		t.Errorf("flags after read: %v", flags)
 	}
+	// And back: bob answers, alice reads it, end to end encrypted both ways.
+	h.ok(bob, "bob pass", "Thanks, Alice!\n", "send", "--to", "alice@example.org", "--subject", "Re: Notes for you")
+	back := jsonArray(t, h.ok(alice, "alice pass", "", "list", "--json"))
+	if len(back) != 1 || back[0]["subject"] != "Re: Notes for you" || back[0]["from"] != "bob@example.org" {
+		t.Fatalf("alice's INBOX: %v", back)
+	}
+	if out := h.ok(alice, "alice pass", "", "read", back[0]["id"].(string)); !strings.Contains(out, "Thanks, Alice!") || !strings.Contains(out, "end-to-end encrypted") || !strings.Contains(out, "Signature: good") {
+		t.Errorf("alice reads bob's answer:\n%s", out)
+	}
 	// alice's Sent copy.
 	list = jsonArray(t, h.ok(alice, "alice pass", "", "list", "Sent", "--json"))
 	if len(list) != 1 || list[0]["id"] != sentID {
