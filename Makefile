@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED = 1
 
-.PHONY: all build run test test-deps vet bench clean
+.PHONY: all build run test test-deps vet bench clean crashtest
 
 all: build
 
@@ -34,3 +34,9 @@ bench:
 
 clean:
 	rm -rf bin
+
+# The long crash test: 30 SIGKILLs of a loaded server, then every acknowledged
+# message checked (a few minutes). Its short form runs in `make test`.
+# CRYPTOMAIL_CRASH_KILLS=N sets the number of kills.
+crashtest:
+	$(GO) test -tags crashtest -run '^TestCrash$$' -count=1 -timeout 30m -v ./internal/faulttest

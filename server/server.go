@@ -143,7 +143,7 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, error)
 			// timeout, since XMAP wait holds a response for up to 2 minutes.
 			ReadTimeout: 10 * time.Minute,
 			IdleTimeout: 2 * time.Minute,
-			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+			ErrorLog:    slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		}
 	}
 	return s, nil
