@@ -36,7 +36,7 @@ clean:
 	rm -rf bin
 
 # The long crash test: 30 SIGKILLs of a loaded server, then every acknowledged
-# message checked (a few minutes). Its short form runs in `make test`.
+# message checked (about a minute). Its short form runs in `make test`.
 # CRYPTOMAIL_CRASH_KILLS=N sets the number of kills.
 crashtest:
 	$(GO) test -tags crashtest -run '^TestCrash$$' -count=1 -timeout 30m -v ./internal/faulttest

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -75,6 +76,12 @@ type trackedConn struct {
 	mu        sync.Mutex
 	inData    bool
 	closeOnce sync.Once
+	// readFailed records that a read from the client failed (EOF, reset,
+	// timeout). go-smtp copies a BDAT chunk with io.Copy from a LimitReader,
+	// which takes an early EOF for the end of the chunk: without this, a
+	// client that disconnects mid-chunk would have a truncated message
+	// stored. A message is only delivered if its connection never failed.
+	readFailed atomic.Bool
 }
 
 // past is a read deadline that has already expired.
@@ -108,7 +115,11 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		return 0, os.ErrDeadlineExceeded
 	}
 	c.mu.Unlock()
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if err != nil {
+		c.readFailed.Store(true)
+	}
+	return n, err
 }
 
 // SetReadDeadline is called by go-smtp before every command line; once the

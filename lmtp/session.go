@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,14 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	if opts != nil && opts.Size > s.srv.cfg.MaxMessageBytes {
 		return replyTooLarge
+	}
+	// Both end up in the Received and Return-Path headers we add: a CR, LF
+	// or NUL there would let a client inject header fields.
+	if hasControl(from) {
+		return replyBadSender
+	}
+	if hasControl(s.conn.Hostname()) {
+		return replyBadHelo
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -172,6 +181,11 @@ func (s *session) receive(r io.Reader) (*Envelope, []Recipient, []byte, error) {
 
 	id := newID()
 	msg, err := s.readMessage(r, hint)
+	if err == nil && s.tc != nil && s.tc.readFailed.Load() {
+		// The client's connection broke while it sent the message (see
+		// trackedConn.readFailed): what we have may be a truncated chunk.
+		err = fmt.Errorf("%w: %w", errReceive, io.ErrUnexpectedEOF)
+	}
 	if err != nil {
 		return nil, nil, nil, s.srv.fail("data", err, slog.String("id", id), slog.String("remote", s.remote()))
 	}
@@ -292,4 +306,10 @@ func newID() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// hasControl reports ASCII control characters (and DEL), which have no place
+// in an envelope address or a HELO name.
+func hasControl(v string) bool {
+	return strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -113,17 +114,29 @@ func withTraceHeaders(env *lmtp.Envelope, rcpt lmtp.Recipient, msg []byte) []byt
 	}
 	var b bytes.Buffer
 	b.Grow(512 + len(msg))
-	fmt.Fprintf(&b, "Return-Path: <%s>%s", env.From, eol)
+	// The listener refuses control characters in these; stripping them here
+	// too keeps a header injection out whatever the caller.
+	fmt.Fprintf(&b, "Return-Path: <%s>%s", noControl(env.From), eol)
 	fmt.Fprintf(&b, "Delivered-To: %s%s", rcpt.Mailbox, eol)
-	from := env.Helo
+	from := noControl(env.Helo)
 	if from == "" {
 		from = "unknown"
 	}
 	fmt.Fprintf(&b, "Received: from %s (%s)%s\tby %s with %s%s\tfor <%s>; %s%s",
 		from, env.RemoteAddr, eol, env.Hostname, env.Protocol, eol,
-		rcpt.Address, env.Received.Format(time.RFC1123Z), eol)
+		noControl(rcpt.Address), env.Received.Format(time.RFC1123Z), eol)
 	b.Write(msg)
 	return b.Bytes()
+}
+
+// noControl drops ASCII control characters.
+func noControl(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, v)
 }
 
 // keyCache keeps parsed public keys keyed by the hash of their stored bytes,
