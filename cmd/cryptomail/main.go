@@ -90,7 +90,7 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		switch rest[0] {
 		case "add":
-			return userAdd(rest[1:], stdout, stderr)
+			return cmdUserAdd(rest[1:], stdout, stderr)
 		case "list", "ls":
 			return cmdUserList(rest[1:], stdout, stderr)
 		case "del", "delete", "rm":
