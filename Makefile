@@ -27,10 +27,20 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-# Micro-benchmarks, then the LMTP delivery load (msgs/s table).
+# CryptoMail side by side with Dovecot (LMTP delivery, first page of a 666-message
+# inbox, SeXMAP requests/s, scale): installs Dovecot and Postfix's smtp-source when
+# missing (root), prints Markdown tables and writes docs/PERFORMANCE.md.
+# SCALE=1000,10000,100000 adds the 100k-user row; BENCH_PROFILE=smoke runs small
+# counts; MICRO=1 adds the Go micro-benchmarks. scripts/bench-run.sh lists the knobs.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./crypto/ ./shard/ ./lmtp/
-	$(GO) run ./bench/lmtpload
+	GO="$(GO)" SCALE="$(SCALE)" BENCH_PROFILE="$(BENCH_PROFILE)" MICRO="$(MICRO)" bash scripts/bench-run.sh
+
+# Every Fuzz* target of the module, one after another, FUZZTIME each (default 30s);
+# a failing input stays in that package's testdata/fuzz/ as a regression case.
+.PHONY: fuzz
+FUZZTIME ?= 30s
+fuzz:
+	GO="$(GO)" FUZZTIME="$(FUZZTIME)" bash scripts/bench-fuzz.sh
 
 clean:
 	rm -rf bin

@@ -40,6 +40,9 @@ const usage = `usage: cryptomail COMMAND [flags] [args]
 commands:
   serve                              run every listener (LMTP, SMTP, HTTP)
   user add --public-key KEY ADDRESS  register a user with an OpenPGP public key
+  user add --from-file KEYRING [--skip-existing]
+                                     register one user per key in a keyring (bulk;
+                                     each key names one served address; all or none)
   user list [--json]                 list users
   user del --yes ADDRESS             delete a user and all their mail
   user invite [--expires 72h] ADDRESS
@@ -90,7 +93,7 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		switch rest[0] {
 		case "add":
-			return cmdUserAdd(rest[1:], stdout, stderr)
+			return userAdd(rest[1:], stdout, stderr)
 		case "list", "ls":
 			return cmdUserList(rest[1:], stdout, stderr)
 		case "del", "delete", "rm":
