@@ -209,13 +209,26 @@ func TestServerRelay(t *testing.T) {
 	if !bytes.Contains(got.data, []byte("RELAYBODY for Carol")) {
 		t.Errorf("relayed message lacks the body:\n%s", got.data)
 	}
-	// The queue keeps no readable copy once the message is gone.
-	filepath.Walk(h.dataDir, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() {
-			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("RELAYBODY")) {
-				t.Errorf("relayed body left in %s", p)
+	// The queue keeps no readable copy once the message is gone. The relay
+	// has the message before the queue records it as sent and wipes it, so
+	// wait for that.
+	leftover := func() string {
+		found := ""
+		filepath.Walk(h.dataDir, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && !fi.IsDir() {
+				if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("RELAYBODY")) {
+					found = p
+				}
 			}
+			return nil
+		})
+		return found
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for p := leftover(); p != ""; p = leftover() {
+		if time.Now().After(deadline) {
+			t.Fatalf("relayed body left in %s", p)
 		}
-		return nil
-	})
+		time.Sleep(20 * time.Millisecond)
+	}
 }
