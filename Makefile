@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED = 1
 
-.PHONY: all build run test test-deps vet bench clean crashtest
+.PHONY: all build run test test-deps vet bench clean crashtest web
 
 all: build
 
@@ -21,6 +21,12 @@ test: test-deps vet
 
 test-deps:
 	bash scripts/install-test-deps.sh
+
+# Rebuilds the web client's bundle (web/dist, committed, embedded in the binary) from web/src
+# with the npm packages locked in web/package-lock.json. `make test` checks that web/dist is
+# exactly what this produces (TestBundleMatchesSources in ./web).
+web:
+	cd web && npm ci --ignore-scripts --no-audit --no-fund && node build.mjs
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -17,6 +17,7 @@ import (
 
 	"cryptomail/lmtp"
 	"cryptomail/shard"
+	"cryptomail/web"
 )
 
 // NewLogger builds the structured logger described by [log].
@@ -192,16 +193,22 @@ func (s *Server) httpHandler() http.Handler {
 		io.WriteString(w, "ok\n")
 	})
 	s.access.sexmap.Register(mux)
+	// The browser client, at "/": the least specific pattern, so everything above wins.
+	mux.Handle("/", web.Handler())
 	return securityHeaders(mux)
 }
 
-// securityHeaders sets the headers every response carries.
+// securityHeaders sets the headers every response carries. They are the strict defaults
+// for answers that are never documents (SeXMAP, /healthz); the web client's handler
+// replaces the Content-Security-Policy, framing and caching headers of its own files.
 func securityHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("Referrer-Policy", "no-referrer")
-		hd.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+		hd.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Cross-Origin-Resource-Policy", "same-origin")
 		hd.Set("Cache-Control", "no-store")
 		h.ServeHTTP(w, r)
 	})

@@ -1,0 +1,161 @@
+// The client's mail path without a server: what sendMail hands to `send` is read back by the
+// recipient (storage layer, PGP/MIME, protected headers, signature, attachments), and the
+// summaries say what the message says.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { Session, MissingKeysError } from '../src/lib/client.js';
+import { generateKey, encryptBinary, signAndEncrypt, readPublicKey, publicKeyBytes, secretKeyBytes, canEncryptTo, fingerprint } from '../src/lib/pgp.js';
+import { sealPrivateKey, UnsealError } from '../src/lib/sealed.js';
+import { fromUtf8, utf8 } from '../src/lib/bytes.js';
+import { buildMessage } from '../src/lib/mime.js';
+
+const now = () => new Date(Date.UTC(2025, 2, 1, 9, 29, 40));
+let alice;
+let bob;
+let mallory;
+
+// fakeSession is a Session whose requests go to handler(op, fields) instead of a server.
+function fakeSession(address, key, known, handler) {
+  const s = new Session({ now }, address, null, new Uint8Array(32));
+  s.key = key;
+  for (const [a, k] of Object.entries(known)) s.keys.set(a, k);
+  s.one = async (op, fields) => handler(op, fields);
+  return s;
+}
+
+before(async () => {
+  alice = await generateKey({ name: 'Alice', email: 'alice@example.test', date: new Date(Date.UTC(2025, 0, 1)) });
+  bob = await generateKey({ email: 'bob@example.test', date: new Date(Date.UTC(2025, 0, 1)) });
+  mallory = await generateKey({ email: 'mallory@example.test', date: new Date(Date.UTC(2025, 0, 1)) });
+});
+
+async function send(draft, known) {
+  let req;
+  const s = fakeSession('alice@example.test', alice, known, async (op, fields) => {
+    assert.equal(op, 'send');
+    req = fields;
+    return { sent: { id: '1' }, recipients: [] };
+  });
+  const report = await s.sendMail({ date: now(), ...draft });
+  return { req, report };
+}
+
+test('a sent message reads back at the recipient, verified, with its attachment', async () => {
+  const att = Uint8Array.from({ length: 5000 }, (_, i) => i & 255);
+  const { req, report } = await send({
+    to: ['Bob <bob@example.test>'], fromName: 'Alice', subject: 'Quarterly r\u00e9sum\u00e9', text: 'Hello Bob,\nnumbers attached.\n',
+    attachments: [{ filename: 'data.bin', data: att }],
+  }, { 'bob@example.test': bob.toPublic() });
+  assert.equal(req.recipients.length, 1);
+  assert.deepEqual({ ...req.recipients[0], summary: undefined }, { address: 'bob@example.test', encrypted: true, allowPlaintext: false, summary: undefined });
+  assert.equal(req.plaintextBody, undefined);
+  const outer = fromUtf8(req.body);
+  assert.match(outer, /^Subject: \.\.\.\r$/m, 'the real subject is not in the outer header');
+  assert.doesNotMatch(outer, /Quarterly|numbers attached/);
+  assert.match(outer, /Content-Type: multipart\/encrypted/);
+  assert.match(report.messageId, /^[0-9a-f]{32}@example\.test$/);
+
+  // The server stores it for Bob encrypted to his key (the storage layer).
+  const stored = await encryptBinary(req.body, [bob.toPublic()]);
+  const b = fakeSession('bob@example.test', bob, { 'alice@example.test': alice.toPublic() }, async () => assert.fail('no lookup expected'));
+  const m = await b.openMessage({ id: '7', folderId: '1', flags: [], size: stored.length, received: '2025-03-01T09:30:00Z', body: stored });
+  assert.equal(m.storageEncrypted, true);
+  assert.equal(m.encrypted, true);
+  assert.equal(m.signature.status, 'verified');
+  assert.equal(m.subject, 'Quarterly r\u00e9sum\u00e9');
+  assert.equal(m.text, 'Hello Bob,\r\nnumbers attached.\r\n');
+  assert.equal(m.from, 'Alice <alice@example.test>');
+  assert.deepEqual(m.to, [{ name: 'Bob', address: 'bob@example.test' }]);
+  assert.equal(m.messageId, report.messageId);
+  assert.equal(m.attachments.length, 1);
+  assert.equal(m.attachments[0].filename, 'data.bin');
+  assert.deepEqual([...m.attachments[0].data], [...att]);
+
+  // Summaries for Bob and for Sent say what the message says.
+  const sm = await b.decryptSummary(req.recipients[0].summary);
+  assert.deepEqual({ ...sm, date: sm.date.toISOString() }, {
+    from: 'Alice <alice@example.test>', to: ['Bob <bob@example.test>'], cc: [], subject: 'Quarterly r\u00e9sum\u00e9',
+    date: '2025-03-01T09:29:40.000Z', messageId: report.messageId, snippet: 'Hello Bob, numbers attached.', hasAttachments: true,
+  });
+  const a = fakeSession('alice@example.test', alice, {}, async () => assert.fail());
+  assert.equal((await a.decryptSummary(req.sentSummary)).subject, 'Quarterly r\u00e9sum\u00e9');
+  await assert.rejects(b.decryptSummary(req.sentSummary), 'the Sent summary is for Alice only');
+  // Alice can read her own copy (encrypted to her too).
+  const own = await a.openMessage({ id: '1', body: await encryptBinary(req.body, [alice.toPublic()]) });
+  assert.equal(own.signature.status, 'verified');
+});
+
+test('a recipient without a key needs explicit consent', async () => {
+  await assert.rejects(send({ to: ['carol@remote.example'], subject: 's', text: 't' }, {
+    'carol@remote.example': null,
+  }), (e) => e instanceof MissingKeysError && e.addresses[0] === 'carol@remote.example');
+  const { req } = await send({ to: ['carol@remote.example', 'bob@example.test'], subject: 's', text: 't', allowPlaintext: ['Carol@Remote.example'] }, {
+    'carol@remote.example': null, 'bob@example.test': bob.toPublic(),
+  });
+  assert.deepEqual(req.recipients.map((r) => [r.address, r.encrypted, r.allowPlaintext, Boolean(r.summary)]),
+    [['carol@remote.example', false, true, false], ['bob@example.test', true, false, true]]);
+  const plain = fromUtf8(req.plaintextBody);
+  assert.match(plain, /^Subject: s\r$/m);
+  assert.doesNotMatch(plain, /protected-headers/);
+});
+
+test('an unsealed key signs: unsealing leaves the key intact', async () => {
+  const sealKey = crypto.getRandomValues(new Uint8Array(32));
+  const account = { address: 'alice@example.test', publicKey: publicKeyBytes(alice), sealedKey: sealPrivateKey(sealKey, 'Alice@example.test', secretKeyBytes(alice)) };
+  const s = new Session({ now }, 'alice@example.test', null, new Uint8Array(32));
+  await s.unseal(sealKey, account, 'alice@example.test');
+  assert.equal(s.fingerprint, fingerprint(alice));
+  assert.equal(s.displayName, 'Alice', "the name of the key's user ID");
+  const armored = await signAndEncrypt(utf8('x'), s.privateKey(), [s.privateKey().toPublic()]);
+  assert.match(armored, /BEGIN PGP MESSAGE/);
+  const other = { ...account, publicKey: publicKeyBytes(bob) };
+  await assert.rejects(new Session({ now }, 'alice@example.test', null, new Uint8Array(32)).unseal(sealKey, other, 'alice@example.test'), /not the private half/);
+  await assert.rejects(new Session({ now }, 'bob@example.test', null, new Uint8Array(32)).unseal(sealKey, { ...account, address: 'bob@example.test' }, 'bob@example.test'), UnsealError);
+});
+
+test('keys read from their binary form can be encrypted to', async () => {
+  const k = await readPublicKey(publicKeyBytes(bob));
+  assert.equal(await canEncryptTo(k), true);
+  assert.equal(await canEncryptTo(k, new Date(Date.UTC(2024, 0, 1))), false, 'not before the key existed');
+});
+
+test('recipients are checked and deduplicated', async () => {
+  await assert.rejects(send({ to: ['not an address'], text: 'x' }, {}), /not an address/);
+  await assert.rejects(send({ to: [], text: 'x' }, {}), /no recipients/);
+  const { req } = await send({ to: ['bob@example.test, BOB@example.test'], cc: ['bob@example.test'], text: 'x' }, { 'bob@example.test': bob.toPublic() });
+  assert.equal(req.recipients.length, 1);
+});
+
+test('signature statuses', async () => {
+  const inner = buildMessage([['From', 'alice@example.test'], ['To', 'bob@example.test']], 'sig', 'signed text', [], true);
+  const wrap = async (signer) => {
+    const armored = await signAndEncrypt(inner, signer, [bob.toPublic()]);
+    const raw = utf8(`From: alice@example.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary=b\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n${armored.replace(/\n/g, '\r\n')}\r\n--b--\r\n`);
+    return { id: '1', body: await encryptBinary(raw, [bob.toPublic()]) };
+  };
+  const knows = fakeSession('bob@example.test', bob, { 'alice@example.test': alice.toPublic() }, async () => assert.fail());
+  const lookupFails = fakeSession('bob@example.test', bob, {}, async () => { throw new Error('offline'); });
+  assert.equal((await knows.openMessage(await wrap(alice))).signature.status, 'verified');
+  assert.equal((await knows.openMessage(await wrap(mallory))).signature.status, 'unknown-key');
+  assert.equal((await lookupFails.openMessage(await wrap(alice))).signature.status, 'unknown-key');
+  const m = await knows.openMessage(await wrap(alice));
+  assert.equal(m.subject, 'sig');
+  assert.equal(m.text, 'signed text');
+});
+
+test('a readable stored body and an inline-PGP message', async () => {
+  const b = fakeSession('bob@example.test', bob, { 'alice@example.test': alice.toPublic() }, async () => assert.fail());
+  const plain = await b.openMessage({ id: '2', body: utf8('From: x@y.z\r\nSubject: hi\r\n\r\nreadable\r\n') });
+  assert.equal(plain.storageEncrypted, false);
+  assert.equal(plain.text, 'readable\r\n');
+  const armored = await signAndEncrypt(utf8('inline secret'), alice, [bob.toPublic()]);
+  const inline = await b.openMessage({ id: '3', body: await encryptBinary(utf8(`From: alice@example.test\r\nSubject: old style\r\n\r\n${armored}`), [bob.toPublic()]) });
+  assert.equal(inline.encrypted, true);
+  assert.equal(inline.text, 'inline secret');
+  assert.equal(inline.signature.status, 'verified');
+});
+
+test('a message for someone else does not open', async () => {
+  const b = fakeSession('bob@example.test', bob, {}, async () => assert.fail());
+  await assert.rejects(b.openMessage({ id: '4', body: await encryptBinary(utf8('Subject: x\r\n\r\ny'), [alice.toPublic()]) }));
+});
