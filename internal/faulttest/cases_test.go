@@ -591,7 +591,7 @@ func badCases() []badCase {
 			return fmt.Sprintf("`%d %s`, then the connection is %s", resp.StatusCode, http.StatusText(resp.StatusCode), after)
 		}},
 		{"HTTP: 64 MiB POST body", "`POST /healthz`, Content-Length 64 MiB, streamed", httpCase("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 67108864\r\n\r\n", io.LimitReader(zeros{}, 64<<20), false, 405, 413)},
-		{"HTTP: truncated body", "`POST /no/such/path`, Content-Length 1000, 10 bytes, then half-close", httpCase("POST /no/such/path HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789", nil, true, 404)},
+		{"HTTP: truncated body", "`POST /no/such/path`, Content-Length 1000, 10 bytes, then half-close", httpCase("POST /no/such/path HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789", nil, true, 404, 405)},
 		{"HTTP: request header never finished", "`GET /healthz HTTP/1.1` and one header, then nothing", func(c *caseCtx) string {
 			o := c.e.await("http slow header")
 			if o.err != nil {
