@@ -62,25 +62,36 @@ func (s *Sealer) config() *packet.Config {
 // uncompressed OpenPGP message to key: a PKESK packet and a SEIPDv1 packet
 // holding a binary literal data packet.
 func (s *Sealer) Encrypt(key *PublicKey, plaintext []byte) ([]byte, error) {
+	return s.encrypt(key, plaintext)
+}
+
+// encrypt is Encrypt of the concatenation of parts, which it never builds.
+func (s *Sealer) encrypt(key *PublicKey, parts ...[]byte) ([]byte, error) {
 	if key == nil || key.entity == nil {
 		return nil, errors.New("encrypt: no recipient key")
+	}
+	size := 0
+	for _, p := range parts {
+		size += len(p)
 	}
 	var out bytes.Buffer
 	// Room for the ciphertext and its framing, so the buffer never re-grows
 	// (and never leaves stale ciphertext copies behind) for large messages.
-	out.Grow(len(plaintext) + len(plaintext)/256 + 1024)
+	out.Grow(size + size/256 + 1024)
 	w, err := openpgp.Encrypt(&out, []*openpgp.Entity{key.entity}, nil, &openpgp.FileHints{IsBinary: true}, s.config())
 	if err != nil {
 		return nil, fmt.Errorf("encrypt to %s: %w", key.Fingerprint(), err)
 	}
 	// Feed the writer in chunks: go-crypto's cipher stream allocates, and
 	// its partial-length writer buffers, a copy the size of each Write.
-	for rest := plaintext; len(rest) > 0; {
-		n := min(len(rest), writeChunk)
-		if _, err := w.Write(rest[:n]); err != nil {
-			return nil, fmt.Errorf("encrypt to %s: %w", key.Fingerprint(), err)
+	for _, p := range parts {
+		for rest := p; len(rest) > 0; {
+			n := min(len(rest), writeChunk)
+			if _, err := w.Write(rest[:n]); err != nil {
+				return nil, fmt.Errorf("encrypt to %s: %w", key.Fingerprint(), err)
+			}
+			rest = rest[n:]
 		}
-		rest = rest[n:]
 	}
 	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("encrypt to %s: %w", key.Fingerprint(), err)
@@ -93,11 +104,27 @@ func (s *Sealer) Encrypt(key *PublicKey, plaintext []byte) ([]byte, error) {
 // message to the same key. The plaintext goes nowhere but into the
 // ciphertexts; the summary's JSON bytes are wiped once encrypted.
 func (s *Sealer) Seal(key *PublicKey, raw []byte) (body, summary []byte, err error) {
-	body, err = s.Encrypt(key, raw)
+	return s.seal(key, raw, raw)
+}
+
+// SealWithTrace is Seal of trace followed by msg, without joining them: a
+// server prepends its trace fields (Return-Path, Delivered-To, Received) to
+// each recipient's copy of a message it received once, and a large message
+// is then neither copied nor allocated again per recipient. trace must be
+// whole header fields, each line ended by a line break, without an empty
+// line. The summary is that of msg: no summary field comes from trace
+// fields, so it is the summary of the joined message too (but for messages
+// at the extraction limits, whose own fields then count in full).
+func (s *Sealer) SealWithTrace(key *PublicKey, trace, msg []byte) (body, summary []byte, err error) {
+	return s.seal(key, msg, trace, msg)
+}
+
+func (s *Sealer) seal(key *PublicKey, summarize []byte, parts ...[]byte) (body, summary []byte, err error) {
+	body, err = s.encrypt(key, parts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("seal body: %w", err)
 	}
-	js, err := MarshalSummary(ExtractSummary(raw))
+	js, err := MarshalSummary(ExtractSummary(summarize))
 	if err != nil {
 		return nil, nil, fmt.Errorf("seal summary: %w", err)
 	}

@@ -1,7 +1,6 @@
 package lmtp
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -203,23 +202,73 @@ func (s *session) receive(r io.Reader) (*Envelope, []Recipient, []byte, error) {
 	return env, rcpts, msg, nil
 }
 
+// readChunk is the size of the pooled buffers a message is read into
+// before it is copied, once, into a buffer of exactly its size.
+const readChunk = 64 << 10
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
+
 // readMessage reads all of r, bounded by MaxMessageBytes. go-smtp's reader
 // stops at MaxMessageBytes+1 (see newServer) with smtp.ErrDataTooLarge; the
 // length check here makes the limit exact, also for BDAT.
-func (s *session) readMessage(r io.Reader, hint int64) ([]byte, error) {
+//
+// The message goes into pooled chunks and then into one allocation of its
+// exact size: growing a single buffer instead (bytes.Buffer) allocates,
+// zeroes and copies about four times the size of a large message. The
+// declared SIZE is not needed for that, so it is not trusted for anything.
+// The chunks are wiped before they go back to the pool, so no plaintext
+// outlives the message in them.
+func (s *session) readMessage(r io.Reader, _ int64) ([]byte, error) {
 	max := s.srv.cfg.MaxMessageBytes
-	var buf bytes.Buffer
-	if hint > 0 {
-		// Trust the declared SIZE only so far: it costs the client nothing.
-		buf.Grow(int(min(hint, max, 1<<20)))
+	var (
+		chunks  []*[]byte
+		last    int   // bytes used in the last chunk
+		total   int64 // bytes read, including any beyond max
+		drained bool  // the last chunk was reused past max
+		rerr    error
+	)
+	defer func() {
+		for i, c := range chunks {
+			if i < len(chunks)-1 || drained {
+				clear(*c)
+			} else {
+				clear((*c)[:last])
+			}
+			chunkPool.Put(c)
+		}
+	}()
+	for rerr == nil {
+		switch {
+		case len(chunks) == 0 || (last == readChunk && total <= max):
+			chunks = append(chunks, chunkPool.Get().(*[]byte))
+			last = 0
+		case last == readChunk:
+			// Over the limit: keep draining into the last chunk, so the
+			// reply still comes after the whole message, without holding
+			// more than max of it.
+			last, drained = 0, true
+		}
+		var n int
+		n, rerr = r.Read((*chunks[len(chunks)-1])[last:])
+		last += n
+		total += int64(n)
 	}
-	if _, err := buf.ReadFrom(r); err != nil {
-		return nil, fmt.Errorf("%w: %w", errReceive, err)
+	if rerr != io.EOF {
+		return nil, fmt.Errorf("%w: %w", errReceive, rerr)
 	}
-	if int64(buf.Len()) > max {
+	if total > max {
 		return nil, smtp.ErrDataTooLarge
 	}
-	return buf.Bytes(), nil
+	msg := make([]byte, total)
+	off := 0
+	for i, c := range chunks {
+		n := readChunk
+		if i == len(chunks)-1 {
+			n = last
+		}
+		off += copy(msg[off:], (*c)[:n])
+	}
+	return msg, nil
 }
 
 // deliverAll calls Deliver once per distinct mailbox, at most Parallel at a

@@ -59,32 +59,44 @@ func (d *delivery) Resolve(ctx context.Context, rcpt string) (string, error) {
 }
 
 func (d *delivery) Deliver(ctx context.Context, env *lmtp.Envelope, rcpt lmtp.Recipient, msg []byte) error {
-	armored, err := d.store.PublicKey(ctx, rcpt.Mailbox)
-	if err != nil {
-		return storageError(err)
-	}
-	key, err := d.keys.get(armored, d.now())
-	if err != nil {
-		// A stored key that no longer validates (expired since) must not
-		// make us drop mail: tempfail, so the MTA keeps it while the admin
-		// or user fixes the key. The reason goes to the log via the caller.
-		return fmt.Errorf("public key of recipient unusable: %w", err)
-	}
-	raw := withTraceHeaders(env, rcpt, msg)
-	body, summary, err := d.sealer.Seal(key, raw)
-	clear(raw[:len(raw)-len(msg)]) // our copy of the headers; msg is the caller's
-	if err != nil {
-		return fmt.Errorf("encrypt: %w", err)
-	}
-	_, _, err = d.store.Deliver(ctx, rcpt.Mailbox, shard.NewMessage{
-		Folder:   "INBOX",
-		Received: env.Received,
-		Size:     int64(len(raw)),
-		Summary:  summary,
-		Body:     body,
-	})
-	if err != nil {
-		return storageError(err)
+	trace := traceHeaders(env, rcpt, msg)
+	defer clear(trace)
+	// The key comes from the open shard's cache; DeliverSealed checks it is
+	// still the current one when it commits. A key replaced in between (a
+	// rare admin action) costs one more sealing.
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		armored, err := d.store.DeliveryKey(ctx, rcpt.Mailbox)
+		if err != nil {
+			return storageError(err)
+		}
+		key, err := d.keys.get(armored, d.now())
+		if err != nil {
+			// A stored key that no longer validates (expired since) must not
+			// make us drop mail: tempfail, so the MTA keeps it while the admin
+			// or user fixes the key. The reason goes to the log via the caller.
+			return fmt.Errorf("public key of recipient unusable: %w", err)
+		}
+		// The message is stored as trace followed by msg; msg is shared by
+		// the recipients' deliveries and is not copied.
+		body, summary, err := d.sealer.SealWithTrace(key, trace, msg)
+		if err != nil {
+			return fmt.Errorf("encrypt: %w", err)
+		}
+		_, _, err = d.store.DeliverSealed(ctx, rcpt.Mailbox, armored, shard.NewMessage{
+			Folder:   "INBOX",
+			Received: env.Received,
+			Size:     int64(len(trace) + len(msg)),
+			Summary:  summary,
+			Body:     body,
+		})
+		if errors.Is(err, shard.ErrKeyChanged) && attempt < attempts {
+			continue
+		}
+		if err != nil {
+			return storageError(err)
+		}
+		break
 	}
 	if d.onStored != nil {
 		d.onStored(rcpt.Mailbox)
@@ -105,28 +117,44 @@ func storageError(err error) error {
 	return err
 }
 
-// withTraceHeaders returns Return-Path, Delivered-To and Received lines
-// followed by msg, using the message's own line ending.
-func withTraceHeaders(env *lmtp.Envelope, rcpt lmtp.Recipient, msg []byte) []byte {
+// traceHeaders returns the Return-Path, Delivered-To and Received lines
+// to put before msg, using the message's own line ending.
+func traceHeaders(env *lmtp.Envelope, rcpt lmtp.Recipient, msg []byte) []byte {
 	eol := "\r\n"
 	if i := bytes.IndexByte(msg, '\n'); i >= 0 && (i == 0 || msg[i-1] != '\r') {
 		eol = "\n"
 	}
-	var b bytes.Buffer
-	b.Grow(512 + len(msg))
 	// The listener refuses control characters in these; stripping them here
 	// too keeps a header injection out whatever the caller.
-	fmt.Fprintf(&b, "Return-Path: <%s>%s", noControl(env.From), eol)
-	fmt.Fprintf(&b, "Delivered-To: %s%s", rcpt.Mailbox, eol)
 	from := noControl(env.Helo)
 	if from == "" {
 		from = "unknown"
 	}
-	fmt.Fprintf(&b, "Received: from %s (%s)%s\tby %s with %s%s\tfor <%s>; %s%s",
-		from, env.RemoteAddr, eol, env.Hostname, env.Protocol, eol,
-		noControl(rcpt.Address), env.Received.Format(time.RFC1123Z), eol)
-	b.Write(msg)
-	return b.Bytes()
+	b := make([]byte, 0, 256+len(env.From)+len(rcpt.Mailbox)+len(from)+len(env.RemoteAddr)+len(env.Hostname)+len(rcpt.Address))
+	b = append(b, "Return-Path: <"...)
+	b = append(b, noControl(env.From)...)
+	b = append(b, '>')
+	b = append(b, eol...)
+	b = append(b, "Delivered-To: "...)
+	b = append(b, rcpt.Mailbox...)
+	b = append(b, eol...)
+	b = append(b, "Received: from "...)
+	b = append(b, from...)
+	b = append(b, " ("...)
+	b = append(b, env.RemoteAddr...)
+	b = append(b, ')')
+	b = append(b, eol...)
+	b = append(b, "\tby "...)
+	b = append(b, env.Hostname...)
+	b = append(b, " with "...)
+	b = append(b, env.Protocol...)
+	b = append(b, eol...)
+	b = append(b, "\tfor <"...)
+	b = append(b, noControl(rcpt.Address)...)
+	b = append(b, ">; "...)
+	b = env.Received.AppendFormat(b, time.RFC1123Z)
+	b = append(b, eol...)
+	return b
 }
 
 // noControl drops ASCII control characters.

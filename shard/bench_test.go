@@ -98,3 +98,55 @@ func BenchmarkDeliverParallel(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDeliverCold is the first delivery to a shard that is not open,
+// with the key read of a server's LMTP path. "open": the store was just
+// opened and the pool is big enough, as after a server start; "evict": the
+// pool is far smaller than the users delivered to round-robin, so every
+// delivery opens its shard and also closes the least recently used one, as
+// at a large user base.
+func BenchmarkDeliverCold(b *testing.B) {
+	const users = 200
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name    string
+		maxOpen int
+	}{{"open", 2 * users}, {"evict", 4}} {
+		b.Run(tt.name, func(b *testing.B) {
+			e := newEnv(b, 1)
+			opts := func(o *shard.Options) { o.MaxOpenShards = tt.maxOpen }
+			s := e.open(b, opts)
+			addrs := make([]string, users)
+			for i := range addrs {
+				addrs[i] = fmt.Sprintf("user%04d@example.org", i)
+				mustCreate(b, s, addrs[i])
+			}
+			m := benchMessage()
+			b.SetBytes(int64(len(m.Body) + len(m.Summary)))
+			i := 0
+			for b.Loop() {
+				if i == users && tt.maxOpen >= users {
+					// Every shard is open now: start again from a fresh
+					// store, closing these outside the timing.
+					b.StopTimer()
+					if err := s.Close(); err != nil {
+						b.Fatal(err)
+					}
+					s = e.open(b, opts)
+					i = 0
+					b.StartTimer()
+				}
+				a := addrs[i%users]
+				i++
+				key, err := s.DeliveryKey(ctx, a)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := s.DeliverSealed(ctx, a, key, m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRate(b)
+		})
+	}
+}

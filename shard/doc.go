@@ -22,6 +22,9 @@
 // Concurrent writes to one shard are group-committed: those that queue while
 // a transaction runs share the next one (each in its own savepoint, with its
 // own modseq), so they share its fsync; every caller still waits for it.
+// Closing a shard checkpoints its WAL into the database file (fsync'ed) and
+// empties it, but keeps the -wal and -shm files (SQLITE_FCNTL_PERSIST_WAL):
+// reopening a shard then creates no file and dirties no directory.
 // Reads that must see one moment (a page and its count and state) run in
 // one read transaction on a reader connection.
 //
@@ -74,7 +77,12 @@
 // the number of open handles is at most max(MaxOpenShards, handles in use);
 // see Stats. Each handle has one writer connection (writes of this
 // process queue for it instead of contending inside SQLite) and a few
-// query_only readers, which WAL lets run beside the writer.
+// query_only readers, which WAL lets run beside the writer. Readers are
+// opened on demand: a delivery uses the writer alone, because the public key
+// it encrypts to is read once, when the handle opens, and kept in the
+// handle (DeliveryKey). DeliverSealed checks inside its own transaction that
+// the key is still current, so a key replaced meanwhile, by this process or
+// another, is never used for a stored message (ErrKeyChanged).
 //
 // # Other processes
 //
@@ -83,10 +91,11 @@
 // created and removed only under the metabase write lock and only for an
 // address without a metabase row, and removed while holding the shard's
 // own write lock. A handle notices (by inode) that its file was removed or
-// replaced, both before use and again inside each write transaction, and
-// then reopens instead of writing into an unlinked file. (SQLite makes the
-// same inode check before removing -wal and -shm files on close, so closing
-// such a stale handle cannot harm a new shard at the same path.)
+// replaced, before each read and inside each write transaction (under the
+// write lock, which is what makes the check sound), and then reopens
+// instead of writing into an unlinked file. Closing such a stale handle
+// cannot harm a new shard at the same path: it removes no file, and
+// checkpoints and truncates only the files it has open.
 //
 // Files left behind by a crash between creating a shard and committing its
 // metabase row have no row; CreateUser and DeleteUser of that address

@@ -51,10 +51,14 @@ var (
 	// ErrUnknownState: changes asked since a modseq the shard cannot answer
 	// from (ahead of its own, or negative).
 	ErrUnknownState = errors.New("unknown state")
+	// ErrKeyChanged: DeliverSealed's message was sealed to a key that is
+	// no longer the user's current public key; seal again to the key
+	// DeliveryKey now returns.
+	ErrKeyChanged = errors.New("public key changed")
 )
 
 var sentinels = []error{ErrNotFound, ErrExists, ErrBusy, ErrNoSpace, ErrNoSuchFolder, ErrInvalid, ErrCorrupt, ErrClosed,
-	ErrNoSuchMessage, ErrNoSuchContact, ErrSystemFolder, ErrFolderExists, ErrQuota, ErrTooManyFlags, ErrBadCursor, ErrUnknownState}
+	ErrNoSuchMessage, ErrNoSuchContact, ErrSystemFolder, ErrFolderExists, ErrQuota, ErrTooManyFlags, ErrBadCursor, ErrUnknownState, ErrKeyChanged}
 
 // An IDError names the id an operation on several ids failed on.
 type IDError struct {

@@ -108,14 +108,23 @@ func (h *handle) commitLoop() {
 
 // commitBatch runs batch in one transaction and answers every request.
 func (h *handle) commitBatch(batch []*writeReq) {
-	// A lone write runs under its caller's context; a shared transaction
-	// under none, as one caller giving up must not undo the others' writes.
+	// A shared transaction runs under no caller's context, as one caller
+	// giving up must not undo the others' writes. A lone write keeps its
+	// caller's values but not its cancellation once it has begun: its
+	// statements are short, BEGIN's wait is bounded by busy_timeout, its
+	// caller waits for the outcome either way, and a context without a
+	// Done channel spares mattn/go-sqlite3 a goroutine per statement.
 	ctx := context.Background()
 	if len(batch) == 1 {
-		ctx = batch[0].ctx
+		ctx = context.WithoutCancel(batch[0].ctx)
 	}
 	results := make([]error, len(batch))
 	err := func() error {
+		if len(batch) == 1 {
+			if err := batch[0].ctx.Err(); err != nil {
+				return err
+			}
+		}
 		tx, err := h.db.w.BeginTx(ctx, nil)
 		if err != nil {
 			return err

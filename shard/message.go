@@ -46,6 +46,24 @@ var (
 // it returns only after the commit reached the disk) and returns the
 // message's id and uid.
 func (s *Store) Deliver(ctx context.Context, address string, m NewMessage) (id int64, uid uint32, err error) {
+	return s.deliver(ctx, address, nil, m)
+}
+
+// DeliverSealed is Deliver for a message whose summary and body were
+// encrypted to sealedTo, a public key DeliveryKey returned: it stores the
+// message only if sealedTo is still the user's current public key, checked
+// inside the delivery's own write transaction, and fails with ErrKeyChanged
+// otherwise (the message must then be sealed again to the key DeliveryKey
+// now returns). No message is ever stored sealed to a key replaced before
+// it was committed.
+func (s *Store) DeliverSealed(ctx context.Context, address string, sealedTo []byte, m NewMessage) (id int64, uid uint32, err error) {
+	if len(sealedTo) == 0 {
+		return 0, 0, fmt.Errorf("shard: deliver: %w: no key", ErrInvalid)
+	}
+	return s.deliver(ctx, address, sealedTo, m)
+}
+
+func (s *Store) deliver(ctx context.Context, address string, sealedTo []byte, m NewMessage) (id int64, uid uint32, err error) {
 	flags, err := joinFlags(m.Flags)
 	if err != nil {
 		return 0, 0, fmt.Errorf("shard: deliver: %w", err)
@@ -60,10 +78,17 @@ func (s *Store) Deliver(ctx context.Context, address string, m NewMessage) (id i
 	if received.Before(minReceived) || received.After(maxReceived) {
 		return 0, 0, fmt.Errorf("shard: deliver: %w: received time out of range", ErrInvalid)
 	}
-	err = s.write(ctx, address, "deliver", func(ctx context.Context, tx *sql.Tx, modseq int64) error {
-		var err error
-		id, uid, err = insertMessage(ctx, tx, modseq, m.Folder, flags, received.UnixNano(), m.Size, m.Summary, m.Body)
-		return err
+	err = s.writeHandle(ctx, address, "deliver", func(h *handle) writeFunc {
+		return func(ctx context.Context, tx *sql.Tx, modseq int64) error {
+			if sealedTo != nil {
+				if err := checkSealedTo(ctx, tx, h, sealedTo); err != nil {
+					return err
+				}
+			}
+			var err error
+			id, uid, err = insertMessage(ctx, tx, modseq, m.Folder, flags, received.UnixNano(), m.Size, m.Summary, m.Body)
+			return err
+		}
 	})
 	if err != nil {
 		return 0, 0, err

@@ -30,6 +30,10 @@ type handle struct {
 
 	gc committer
 
+	// pubKey caches the user's current public key (deliverykey.go); nil
+	// until read.
+	pubKey atomic.Pointer[[]byte]
+
 	ready chan struct{} // closed when the open finished (db or err set)
 	done  chan struct{} // closed when the handle has been closed
 

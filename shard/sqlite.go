@@ -25,8 +25,8 @@ import (
 var migrationFS embed.FS
 
 // Per-connection tuning. A server keeps up to MaxOpenShards handles, each
-// with a writer and at most one idle reader, so the page cache per
-// connection is kept small.
+// with a writer and at most one idle reader (opened only for reads), so the
+// page cache per connection is kept small.
 const (
 	shardCacheKiB  = 512
 	metaCacheKiB   = 8192
@@ -91,8 +91,19 @@ func newConnector(file string, busy time.Duration, kind dbKind, readOnly bool) *
 		drv: &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
 			// Without a limit a WAL keeps its high-water size (one large
 			// message) for as long as the handle stays open.
-			_, err := c.Exec("PRAGMA journal_size_limit = "+strconv.Itoa(walSizeLimit), nil)
-			return err
+			if _, err := c.Exec("PRAGMA journal_size_limit = "+strconv.Itoa(walSizeLimit), nil); err != nil {
+				return err
+			}
+			if kind != kindShard {
+				return nil
+			}
+			// Keep -wal and -shm when the last connection closes: SQLite
+			// still checkpoints the WAL (fsync'ed) and, journal_size_limit
+			// being set, truncates it to zero bytes, but does not unlink
+			// it. Reopening a pooled-out shard then creates no files, so
+			// the first delivery after a (re)open allocates no inodes and
+			// dirties no directory.
+			return c.SetFileControlInt("main", sqlite3.SQLITE_FCNTL_PERSIST_WAL, 1)
 		}},
 	}
 }
@@ -122,11 +133,11 @@ func openPair(file string, busy time.Duration, kind dbKind) *dbPair {
 }
 
 // close closes the readers first, so the writer is the last connection and
-// its close checkpoints the WAL and removes the -wal and -shm files (unless
-// another connection, maybe in another process, still uses them). SQLite
-// skips that clean-up when the file at the path is no longer the one it has
-// open (it compares inodes), so closing a handle whose user was deleted and
-// re-created by another process leaves the new shard's files alone.
+// its close checkpoints the WAL into the database file and truncates it to
+// zero bytes (unless another connection, maybe in another process, still
+// uses it). Shard connections keep the -wal and -shm files (see
+// newConnector), so closing a handle whose user was deleted and re-created
+// by another process touches only the unlinked files it has open.
 func (p *dbPair) close() error {
 	return errors.Join(p.r.Close(), p.w.Close())
 }

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -485,8 +486,17 @@ func (s *Store) metaWrite(ctx context.Context, fn func(*sql.Tx) error) error {
 }
 
 // acquire returns the pooled handle of address's shard, opening it if
-// needed. The caller must release it.
+// needed, after checking that its file is still the one at its path. The
+// caller must release it.
 func (s *Store) acquire(ctx context.Context, address string) (*handle, error) {
+	return s.acquireChecked(ctx, address, true)
+}
+
+// acquireChecked is acquire, with the file check optional: a write checks
+// the file again inside its transaction, under the write lock (commitBatch),
+// and retries on a fresh handle if it was replaced, so checking before too
+// would only cost a second stat of the path.
+func (s *Store) acquireChecked(ctx context.Context, address string, check bool) (*handle, error) {
 	if err := checkAddress(address); err != nil {
 		return nil, err
 	}
@@ -502,6 +512,11 @@ func (s *Store) acquire(ctx context.Context, address string) (*handle, error) {
 			return fmt.Errorf("shard %s: open: %w", h.path, err)
 		}
 		h.db, h.ident, h.group, h.count = db, ident, s.group, &s.count
+		// The writer is open and idle now: fill the delivery key cache
+		// with it, so a delivery to a shard just opened needs no reader.
+		if key, err := currentKey(ctx, db.w); err == nil {
+			h.pubKey.Store(&key)
+		}
 		return nil
 	}
 	for attempt := 0; ; attempt++ {
@@ -512,7 +527,7 @@ func (s *Store) acquire(ctx context.Context, address string) (*handle, error) {
 			}
 			return nil, err
 		}
-		if h.sameFile() {
+		if !check || h.sameFile() {
 			return h, nil
 		}
 		s.pool.invalidate(h)
@@ -528,12 +543,17 @@ func (s *Store) acquire(ctx context.Context, address string) (*handle, error) {
 // the transaction's modseq. If another process removed or replaced the shard
 // file, the transaction is rolled back and retried once on a fresh handle.
 func (s *Store) write(ctx context.Context, address, op string, fn func(ctx context.Context, tx *sql.Tx, modseq int64) error) error {
+	return s.writeHandle(ctx, address, op, func(*handle) writeFunc { return fn })
+}
+
+// writeHandle is write for a function that needs the handle it runs on.
+func (s *Store) writeHandle(ctx context.Context, address, op string, fnOf func(*handle) writeFunc) error {
 	for attempt := 0; ; attempt++ {
-		h, err := s.acquire(ctx, address)
+		h, err := s.acquireChecked(ctx, address, false)
 		if err != nil {
 			return fmt.Errorf("shard: %s: %w", op, err)
 		}
-		err = h.write(ctx, fn)
+		err = h.write(ctx, fnOf(h))
 		if errors.Is(err, errStale) {
 			s.pool.invalidate(h)
 		}
@@ -579,12 +599,20 @@ func (s *Store) SetPublicKey(ctx context.Context, address string, key []byte) er
 	if err := checkKey(key); err != nil {
 		return fmt.Errorf("shard: set public key: %w", err)
 	}
-	return s.write(ctx, address, "set public key", func(ctx context.Context, tx *sql.Tx, modseq int64) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM keys`); err != nil {
-			return err
+	return s.writeHandle(ctx, address, "set public key", func(h *handle) writeFunc {
+		return func(ctx context.Context, tx *sql.Tx, modseq int64) error {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM keys`); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO keys (public_key, created) VALUES (?, ?)`, key, time.Now().Unix()); err != nil {
+				return err
+			}
+			// Deliveries check their key inside their own transaction, so
+			// the cache may run ahead of a commit that then fails.
+			k := bytes.Clone(key)
+			h.pubKey.Store(&k)
+			return nil
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO keys (public_key, created) VALUES (?, ?)`, key, time.Now().Unix())
-		return err
 	})
 }
 
