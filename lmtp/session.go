@@ -29,12 +29,11 @@ type session struct {
 	conn *smtp.Conn
 	tc   *trackedConn
 
-	mu       sync.Mutex
-	inTx     bool
-	from     string
-	utf8     bool
-	sizeHint int64
-	rcpts    []Recipient // one per accepted RCPT, in order, duplicates included
+	mu    sync.Mutex
+	inTx  bool
+	from  string
+	utf8  bool
+	rcpts []Recipient // one per accepted RCPT, in order, duplicates included
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -62,10 +61,6 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.inTx = true
 	s.from = from
 	s.utf8 = opts != nil && opts.UTF8
-	s.sizeHint = 0
-	if opts != nil {
-		s.sizeHint = opts.Size
-	}
 	return nil
 }
 
@@ -87,7 +82,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 func (s *session) Reset() {
 	s.mu.Lock()
-	s.inTx, s.from, s.utf8, s.sizeHint = false, "", false, 0
+	s.inTx, s.from, s.utf8 = false, "", false
 	s.rcpts = nil
 	s.mu.Unlock()
 	// go-smtp resets after the DATA replies are written: from here on a
@@ -174,12 +169,12 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 func (s *session) receive(r io.Reader) (*Envelope, []Recipient, []byte, error) {
 	s.tc.setInData(true)
 	s.mu.Lock()
-	from, utf8, hint := s.from, s.utf8, s.sizeHint
+	from, utf8 := s.from, s.utf8
 	rcpts := append([]Recipient(nil), s.rcpts...)
 	s.mu.Unlock()
 
 	id := newID()
-	msg, err := s.readMessage(r, hint)
+	msg, err := s.readMessage(r)
 	if err == nil && s.tc != nil && s.tc.readFailed.Load() {
 		// The client's connection broke while it sent the message (see
 		// trackedConn.readFailed): what we have may be a truncated chunk.
@@ -218,7 +213,7 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, readChunk); return
 // declared SIZE is not needed for that, so it is not trusted for anything.
 // The chunks are wiped before they go back to the pool, so no plaintext
 // outlives the message in them.
-func (s *session) readMessage(r io.Reader, _ int64) ([]byte, error) {
+func (s *session) readMessage(r io.Reader) ([]byte, error) {
 	max := s.srv.cfg.MaxMessageBytes
 	var (
 		chunks  []*[]byte
