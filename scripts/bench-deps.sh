@@ -28,50 +28,7 @@ if [[ ${#missing[@]} -eq 0 ]]; then
 	exit 0
 fi
 
-if [[ $(id -u) -ne 0 ]]; then
-	echo "bench-deps: missing packages: ${missing[*]}" >&2
-	echo "bench-deps: run as root (or: apt-get install --no-install-recommends ${missing[*]})" >&2
-	exit 1
-fi
-
-echo "bench-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-
-# Keep package scripts from starting the system Dovecot or Postfix (Debian's invoke-rc.d honours
-# policy-rc.d; 101 = action forbidden). Only add one when the machine has none; remove only ours.
-policy=/usr/sbin/policy-rc.d
-own_policy=0
-cleanup() {
-	if [[ $own_policy -eq 1 ]]; then
-		rm -f "$policy"
-	fi
-}
-trap cleanup EXIT
-if [[ ! -e $policy ]]; then
-	printf '#!/bin/sh\n# temporary, from bench-deps.sh: no service starts during the install\nexit 101\n' >"$policy"
-	chmod 0755 "$policy"
-	own_policy=1
-fi
-if command -v debconf-set-selections >/dev/null 2>&1; then
-	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-fi
-
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-
-# If a system instance got started anyway (policy-rc.d not honoured), stop the ones we installed:
-# the benchmark needs neither, and they would hold ports 25, 143 and 993.
-if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
-	for pkg in "${missing[@]}"; do
-		case $pkg in
-		dovecot-core) unit=dovecot.service ;;
-		postfix) unit=postfix.service ;;
-		*) continue ;;
-		esac
-		systemctl stop "$unit" >/dev/null 2>&1 || true
-		systemctl disable "$unit" >/dev/null 2>&1 || true
-	done
-fi
+"$(dirname "$0")/apt-install.sh" bench-deps "${missing[@]}"
 
 for pair in "${required[@]}"; do
 	file=${pair#*:}

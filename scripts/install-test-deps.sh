@@ -45,53 +45,7 @@ if [[ ${#missing[@]} -eq 0 ]]; then
 	exit 0
 fi
 
-if [[ $(id -u) -ne 0 ]]; then
-	echo "install-test-deps: missing packages: ${missing[*]}" >&2
-	echo "install-test-deps: run as root (or: apt-get install --no-install-recommends ${missing[*]})" >&2
-	exit 1
-fi
-
-echo "install-test-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-
-# Keep package scripts from starting the system Postfix: Debian's invoke-rc.d honours policy-rc.d
-# (exit 101 = action forbidden). Only add one when the machine has none, and remove only our own.
-policy=/usr/sbin/policy-rc.d
-own_policy=0
-cleanup() {
-	if [[ $own_policy -eq 1 ]]; then
-		rm -f "$policy"
-	fi
-}
-trap cleanup EXIT
-if [[ ! -e $policy ]]; then
-	printf '#!/bin/sh\n# temporary, from install-test-deps.sh: no service starts during the install\nexit 101\n' >"$policy"
-	chmod 0755 "$policy"
-	own_policy=1
-fi
-
-# "No configuration" makes the postfix package install without writing main.cf or asking anything.
-if ! command -v debconf-set-selections >/dev/null 2>&1; then
-	echo "install-test-deps: debconf-set-selections not found" >&2
-	exit 1
-fi
-echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-
-# If installing Postfix started the system instance anyway (policy-rc.d not honoured, a systemd unit
-# enabled), stop it: the tests need none, and it would hold port 25. A Postfix that was already
-# installed is left alone.
-if [[ " ${missing[*]} " == *" postfix "* ]]; then
-	if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
-		systemctl stop postfix.service >/dev/null 2>&1 || true
-		systemctl disable postfix.service >/dev/null 2>&1 || true
-	fi
-	if [[ -f /etc/postfix/main.cf ]] && postfix status >/dev/null 2>&1; then
-		postfix stop >/dev/null 2>&1 || true
-	fi
-fi
+"$(dirname "$0")/apt-install.sh" install-test-deps "${missing[@]}"
 
 for pair in "${required[@]}"; do
 	cmd=${pair%%:*}
