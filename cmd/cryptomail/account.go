@@ -8,7 +8,6 @@ import (
 	"io"
 	"time"
 
-	"cryptomail/server"
 	"cryptomail/server/accounts"
 	"cryptomail/shard"
 	"cryptomail/xmap/sexmap"
@@ -24,12 +23,9 @@ const (
 func cmdUserInvite(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("user invite", stderr)
 	ttl := c.fs.Duration("expires", defaultInviteTTL, "how long the code stays valid (at most 720h)")
-	pos, err := c.parse(args)
+	raw, err := c.oneAddress(args)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usagef("user invite: want exactly one ADDRESS")
 	}
 	if *ttl < time.Minute || *ttl > maxInviteTTL {
 		return usagef("user invite: --expires must be between 1m and %s", maxInviteTTL)
@@ -38,12 +34,12 @@ func cmdUserInvite(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	addr, err := accountAddress(cfg, pos[0])
+	addr, err := accountAddress(cfg, raw)
 	if err != nil {
 		return err
 	}
 	ctx := context.Background()
-	st, err := server.OpenStore(ctx, cfg, adminLogger(stderr))
+	st, err := c.openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -66,12 +62,8 @@ func cmdUserInvite(args []string, stdout, stderr io.Writer) error {
 
 func cmdServerKey(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("server-key", stderr)
-	pos, err := c.parse(args)
-	if err != nil {
+	if err := c.noArgs(args); err != nil {
 		return err
-	}
-	if len(pos) != 0 {
-		return usagef("server-key: unexpected argument %q", pos[0])
 	}
 	cfg, err := c.loadConfig()
 	if err != nil {

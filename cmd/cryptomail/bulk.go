@@ -88,7 +88,7 @@ func cmdUserAddBulk(args []string, stdout, stderr io.Writer) error {
 	}
 
 	ctx := context.Background()
-	st, err := server.OpenStore(ctx, cfg, adminLogger(stderr))
+	st, err := c.openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}

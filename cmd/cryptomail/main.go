@@ -26,6 +26,7 @@ import (
 
 	"cryptomail"
 	"cryptomail/server"
+	"cryptomail/shard"
 )
 
 // usageError makes the command exit 2.
@@ -120,10 +121,11 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 type command struct {
 	fs     *flag.FlagSet
 	config string
+	stderr io.Writer
 }
 
 func newCommand(name string, stderr io.Writer) *command {
-	c := &command{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	c := &command{fs: flag.NewFlagSet(name, flag.ContinueOnError), stderr: stderr}
 	c.fs.SetOutput(stderr)
 	c.fs.StringVar(&c.config, "config", "", "configuration file (default: built-in config.example.toml)")
 	return c
@@ -151,6 +153,33 @@ func (c *command) parse(args []string) ([]string, error) {
 	}
 }
 
+// noArgs parses args for a command that takes no positional argument.
+func (c *command) noArgs(args []string) error {
+	pos, err := c.parse(args)
+	if err == nil && len(pos) != 0 {
+		err = usagef("%s: unexpected argument %q", c.fs.Name(), pos[0])
+	}
+	return err
+}
+
+// oneAddress parses args for a command that takes exactly one ADDRESS.
+func (c *command) oneAddress(args []string) (string, error) {
+	pos, err := c.parse(args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", usagef("%s: want exactly one ADDRESS", c.fs.Name())
+	}
+	return pos[0], nil
+}
+
+// openStore opens cfg's store for an admin command, which logs only
+// warnings and errors.
+func (c *command) openStore(ctx context.Context, cfg *server.Config) (*shard.Store, error) {
+	return server.OpenStore(ctx, cfg, adminLogger(c.stderr))
+}
+
 func (c *command) loadConfig() (*server.Config, error) {
 	if c.config == "" {
 		wd, err := os.Getwd()
@@ -164,12 +193,8 @@ func (c *command) loadConfig() (*server.Config, error) {
 
 func cmdServe(args []string, stderr io.Writer) error {
 	c := newCommand("serve", stderr)
-	pos, err := c.parse(args)
-	if err != nil {
+	if err := c.noArgs(args); err != nil {
 		return err
-	}
-	if len(pos) != 0 {
-		return usagef("serve: unexpected argument %q", pos[0])
 	}
 	cfg, err := c.loadConfig()
 	if err != nil {
@@ -183,7 +208,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("check-config", stderr)
-	if _, err := c.parse(args); err != nil {
+	if err := c.noArgs(args); err != nil {
 		return err
 	}
 	cfg, err := c.loadConfig()

@@ -26,12 +26,9 @@ func adminLogger(stderr io.Writer) *slog.Logger {
 func cmdUserAdd(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("user add", stderr)
 	keyFile := c.fs.String("public-key", "", "ASCII-armored OpenPGP public key file (\"-\" for stdin)")
-	pos, err := c.parse(args)
+	raw, err := c.oneAddress(args)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usagef("user add: want exactly one ADDRESS")
 	}
 	if *keyFile == "" {
 		return usagef("user add: --public-key is required")
@@ -40,7 +37,7 @@ func cmdUserAdd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	addr, err := accountAddress(cfg, pos[0])
+	addr, err := accountAddress(cfg, raw)
 	if err != nil {
 		return err
 	}
@@ -66,7 +63,7 @@ func cmdUserAdd(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("public key: %w", err)
 	}
 	ctx := context.Background()
-	st, err := server.OpenStore(ctx, cfg, adminLogger(stderr))
+	st, err := c.openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -99,19 +96,15 @@ func accountAddress(cfg *server.Config, raw string) (string, error) {
 func cmdUserList(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("user list", stderr)
 	asJSON := c.fs.Bool("json", false, "print a JSON array")
-	pos, err := c.parse(args)
-	if err != nil {
+	if err := c.noArgs(args); err != nil {
 		return err
-	}
-	if len(pos) != 0 {
-		return usagef("user list: unexpected argument %q", pos[0])
 	}
 	cfg, err := c.loadConfig()
 	if err != nil {
 		return err
 	}
 	ctx := context.Background()
-	st, err := server.OpenStore(ctx, cfg, adminLogger(stderr))
+	st, err := c.openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -147,26 +140,23 @@ func cmdUserList(args []string, stdout, stderr io.Writer) error {
 func cmdUserDel(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("user del", stderr)
 	yes := c.fs.Bool("yes", false, "confirm: delete the user and all of their mail")
-	pos, err := c.parse(args)
+	raw, err := c.oneAddress(args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("user del: want exactly one ADDRESS")
-	}
 	if !*yes {
-		return usagef("user del: deleting %s removes all of their mail; add --yes to confirm", pos[0])
+		return usagef("user del: deleting %s removes all of their mail; add --yes to confirm", raw)
 	}
 	cfg, err := c.loadConfig()
 	if err != nil {
 		return err
 	}
-	addr, err := server.CanonicalAddress(pos[0])
+	addr, err := server.CanonicalAddress(raw)
 	if err != nil {
-		return fmt.Errorf("address %q refused: %w", pos[0], err)
+		return fmt.Errorf("address %q refused: %w", raw, err)
 	}
 	ctx := context.Background()
-	st, err := server.OpenStore(ctx, cfg, adminLogger(stderr))
+	st, err := c.openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -183,12 +173,9 @@ func cmdUserDel(args []string, stdout, stderr io.Writer) error {
 func cmdExport(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("export", stderr)
 	out := c.fs.String("out", "", "mbox file to write (\"-\" for standard output)")
-	pos, err := c.parse(args)
+	raw, err := c.oneAddress(args)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usagef("export: want exactly one ADDRESS")
 	}
 	if *out == "" {
 		return usagef("export: --out is required")
@@ -197,12 +184,12 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	addr, err := server.CanonicalAddress(pos[0])
+	addr, err := server.CanonicalAddress(raw)
 	if err != nil {
-		return fmt.Errorf("address %q refused: %w", pos[0], err)
+		return fmt.Errorf("address %q refused: %w", raw, err)
 	}
 	ctx := context.Background()
-	st, err := server.OpenStore(ctx, cfg, adminLogger(stderr))
+	st, err := c.openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
