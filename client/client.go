@@ -43,6 +43,10 @@ type Options struct {
 	Rand io.Reader
 	// Now is the clock for key generation, message dates and key validity; nil: time.Now.
 	Now func() time.Time
+	// SummaryCacheSize bounds how many decrypted summaries a Session keeps in memory for
+	// List and Watch (by message id, dropped at Logout); 0 means
+	// DefaultSummaryCacheSize, a negative value turns the cache off.
+	SummaryCacheSize int
 }
 
 // Client talks to one CryptoMail server. It is safe for concurrent use.
@@ -51,6 +55,13 @@ type Client struct {
 	hc     *http.Client
 	opts   Options
 	store  *store
+}
+
+func (c *Client) summaryCacheSize() int {
+	if c.opts.SummaryCacheSize == 0 {
+		return DefaultSummaryCacheSize
+	}
+	return c.opts.SummaryCacheSize
 }
 
 // New checks opts and opens (creating if needed) the home directory.
@@ -389,7 +400,8 @@ func (c *Client) Login(ctx context.Context, address string, passphrase []byte) (
 		clear(loginPriv[:])
 		return nil, fmt.Errorf("login: %w", err)
 	}
-	s := &Session{c: c, address: address, cs: cs, loginPriv: loginPriv, keys: map[string]*cmcrypto.PublicKey{}}
+	s := &Session{c: c, address: address, cs: cs, loginPriv: loginPriv, keys: map[string]*cmcrypto.PublicKey{},
+		summaries: newSummaryCache(c.summaryCacheSize())}
 	acct, err := one[*xmap.GetAccountResult](ctx, s, &xmap.GetAccount{})
 	if err == nil {
 		s.entity, err = unsealAccount(sealKey, address, &acct.Account, c.opts.Now())

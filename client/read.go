@@ -91,7 +91,9 @@ type ListOptions struct {
 	Cursor string
 }
 
-// List lists one page of a folder and decrypts the summaries.
+// List lists one page of a folder and decrypts the summaries. A summary already decrypted
+// in this session, from the same ciphertext for the same message id, comes from the
+// session's in-memory cache (Options.SummaryCacheSize) instead of being decrypted again.
 func (s *Session) List(ctx context.Context, folder xmap.FolderRef, o ListOptions) (*Page, error) {
 	if _, err := s.privateKey(); err != nil {
 		return nil, err
@@ -111,7 +113,11 @@ func (s *Session) listed(m xmap.Message) Listed {
 	l := Listed{Message: m}
 	l.Summary, l.SummaryErr = nil, nil
 	if len(m.Summary) > 0 {
-		l.Summary, l.SummaryErr = s.DecryptSummary(m.Summary)
+		if sm, ok := s.summaries.get(m.ID, m.Summary); ok {
+			l.Summary = sm
+		} else if l.Summary, l.SummaryErr = s.DecryptSummary(m.Summary); l.SummaryErr == nil {
+			s.summaries.put(m.ID, m.Summary, l.Summary)
+		}
 	}
 	l.Message.Summary, l.Message.Body = nil, nil
 	return l

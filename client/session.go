@@ -30,6 +30,8 @@ type Session struct {
 
 	keysMu sync.Mutex
 	keys   map[string]*cmcrypto.PublicKey // public-key lookups, by lower-cased address; nil: none
+
+	summaries *summaryCache // decrypted summaries by message id, emptied by forget
 }
 
 // Address returns the address the session logged in as.
@@ -66,6 +68,7 @@ func (s *Session) forget() {
 	s.closed = true
 	clear(s.loginPriv[:])
 	s.entity = nil
+	s.summaries.close()
 }
 
 // A Result is the outcome of one request of a batch: Result on success, else Err (an
@@ -112,7 +115,7 @@ func exchange(ctx context.Context, rt func(context.Context, []byte) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	resp, err := xmap.DecodeResponse(bytes.NewReader(raw))
+	resp, err := xmap.DecodeResponseBytes(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadResponse, err)
 	}

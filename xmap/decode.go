@@ -1,6 +1,7 @@
 package xmap
 
 import (
+	"bytes"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -88,6 +89,12 @@ func isXMLSpace(b []byte) bool {
 	return true
 }
 
+// tokenSource is what readTokens reads: an *xml.Decoder, or fastTokens.
+type tokenSource interface {
+	Token() (xml.Token, error)
+	InputPos() (line, column int)
+}
+
 // readTree reads one XMAP document of at most maxSize bytes.
 func readTree(r io.Reader, maxSize int64) (*node, *ProtocolError) {
 	lr := &limitReader{r: r, n: maxSize}
@@ -95,6 +102,45 @@ func readTree(r io.Reader, maxSize int64) (*node, *ProtocolError) {
 	d.Strict = true
 	// No CharsetReader: a non-UTF-8 encoding declaration is an error. No Entity map: only
 	// the five predefined entities and character references are accepted.
+	return readTokens(d, false, func(err error) *ProtocolError {
+		switch {
+		case errors.Is(err, errReadLimit):
+			return protocolErrorf(CodeTooLarge, "document larger than %d bytes", maxSize)
+		case lr.err != nil && errors.Is(err, lr.err):
+			return protocolErrorf(CodeInternal, "reading the document failed")
+		}
+		var se *xml.SyntaxError
+		if errors.As(err, &se) {
+			return protocolErrorf(CodeBadRequest, "line %d: malformed XML: %s", se.Line, se.Msg)
+		}
+		line, _ := d.InputPos()
+		return protocolErrorf(CodeBadRequest, "line %d: %s", line, strings.TrimPrefix(err.Error(), "xml: "))
+	})
+}
+
+// readTreeBytes is readTree of a document held in memory: fastTokens first, and
+// encoding/xml when the document is not plain (see fastTokens), so the result is always
+// the one readTree gives. The tree may share doc's bytes: doc must not change while it is
+// used.
+func readTreeBytes(doc []byte, maxSize int64) (*node, *ProtocolError) {
+	if int64(len(doc)) <= maxSize {
+		notPlain := false
+		root, perr := readTokens(newFastTokens(doc), true, func(error) *ProtocolError {
+			notPlain = true // fastTokens fails with errNotPlain only
+			return nil
+		})
+		if !notPlain {
+			return root, perr
+		}
+	}
+	return readTree(bytes.NewReader(doc), maxSize)
+}
+
+// readTokens builds the tree from ts, enforcing the limits; tokenErr maps an error from
+// ts.Token other than io.EOF to what readTokens returns. With stableText the CharData
+// tokens stay valid and unchanged while the tree is used (they are slices of a document in
+// memory), so text nodes may share them instead of copying.
+func readTokens(ts tokenSource, stableText bool, tokenErr func(error) *ProtocolError) (*node, *ProtocolError) {
 	var (
 		root   *node
 		stack  []*node
@@ -102,29 +148,18 @@ func readTree(r io.Reader, maxSize int64) (*node, *ProtocolError) {
 		ended  bool
 	)
 	for {
-		tok, err := d.Token()
+		tok, err := ts.Token()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			switch {
-			case errors.Is(err, errReadLimit):
-				return nil, protocolErrorf(CodeTooLarge, "document larger than %d bytes", maxSize)
-			case lr.err != nil && errors.Is(err, lr.err):
-				return nil, protocolErrorf(CodeInternal, "reading the document failed")
-			}
-			var se *xml.SyntaxError
-			if errors.As(err, &se) {
-				return nil, protocolErrorf(CodeBadRequest, "line %d: malformed XML: %s", se.Line, se.Msg)
-			}
-			line, _ := d.InputPos()
-			return nil, protocolErrorf(CodeBadRequest, "line %d: %s", line, strings.TrimPrefix(err.Error(), "xml: "))
+			return nil, tokenErr(err)
 		}
 		tokens++
 		if tokens > MaxTokens {
 			return nil, protocolErrorf(CodeLimitExceeded, "more than %d XML tokens", MaxTokens)
 		}
-		line, _ := d.InputPos()
+		line, _ := ts.InputPos()
 		switch t := tok.(type) {
 		case xml.ProcInst:
 			// encoding/xml already refuses XML versions other than 1.0 and non-UTF-8
@@ -155,7 +190,11 @@ func readTree(r io.Reader, maxSize int64) (*node, *ProtocolError) {
 			if len(top.text)+len(t) > limit {
 				return nil, protocolErrorf(CodeTooLarge, "line %d: <%s> text larger than %d bytes", line, top.name, limit)
 			}
-			top.text = append(top.text, t...)
+			if stableText && top.text == nil {
+				top.text = t[:len(t):len(t)] // no copy; an append would make one
+			} else {
+				top.text = append(top.text, t...)
+			}
 		case xml.StartElement:
 			if len(stack) >= MaxDepth {
 				return nil, protocolErrorf(CodeLimitExceeded, "line %d: elements nested deeper than %d", line, MaxDepth)
@@ -208,6 +247,9 @@ func newNode(t xml.StartElement, line int, isRoot bool) (*node, *ProtocolError) 
 		return nil, protocolErrorf(CodeLimitExceeded, "line %d: <%s> has more than %d attributes", line, clip(name), MaxAttributes)
 	}
 	n := &node{name: name, line: line}
+	if len(t.Attr) > 0 {
+		n.attrs = make([]xml.Attr, 0, len(t.Attr))
+	}
 	for _, a := range t.Attr {
 		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
 			continue
@@ -266,6 +308,20 @@ func DecodeRequest(r io.Reader) (*Batch, error) {
 	if perr != nil {
 		return nil, perr
 	}
+	return decodeRequest(root)
+}
+
+// DecodeRequestBytes is DecodeRequest of a document already in memory, as a transport
+// has it; it gives the same results, faster for the plain XML encoders write.
+func DecodeRequestBytes(doc []byte) (*Batch, error) {
+	root, perr := readTreeBytes(doc, MaxDocumentSize)
+	if perr != nil {
+		return nil, perr
+	}
+	return decodeRequest(root)
+}
+
+func decodeRequest(root *node) (*Batch, error) {
 	if len(root.kids) > MaxBatchSize {
 		return nil, protocolErrorf(CodeLimitExceeded, "more than %d requests in one document", MaxBatchSize)
 	}
@@ -302,6 +358,20 @@ func DecodeResponse(r io.Reader) (*BatchResponse, error) {
 	if perr != nil {
 		return nil, perr
 	}
+	return decodeResponse(root)
+}
+
+// DecodeResponseBytes is DecodeResponse of a document already in memory; it gives the
+// same results, faster for the plain XML encoders write.
+func DecodeResponseBytes(doc []byte) (*BatchResponse, error) {
+	root, perr := readTreeBytes(doc, MaxResponseSize)
+	if perr != nil {
+		return nil, perr
+	}
+	return decodeResponse(root)
+}
+
+func decodeResponse(root *node) (*BatchResponse, error) {
 	st := &dstate{}
 	resp := &BatchResponse{}
 	for i, k := range root.kids {

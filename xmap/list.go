@@ -1,6 +1,9 @@
 package xmap
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // A Message is a stored message as results carry it. Summary and Body are set only where a
 // result includes them (list-messages: Summary; fetch: what was asked for).
@@ -146,6 +149,12 @@ func (r *ListMessagesResult) encode(e *enc) {
 	e.attrNum("total", int64(r.Total))
 	e.attr("state", r.State)
 	e.attr("next-cursor", r.NextCursor)
+	// One allocation for the page rather than a doubling per summary or so.
+	n := 0
+	for i := range r.Messages {
+		n += MessageSize(&r.Messages[i])
+	}
+	e.b = slices.Grow(e.b, n)
 	for i := range r.Messages {
 		r.Messages[i].encode(e)
 	}
@@ -156,6 +165,9 @@ func (r *ListMessagesResult) decode(e *elem) {
 	r.Total = int(e.num("total", true, 0, 1<<53))
 	r.State = e.id("state", true)
 	r.NextCursor = e.cursor("next-cursor")
+	if len(e.n.kids) > 0 {
+		r.Messages = make([]Message, 0, len(e.n.kids))
+	}
 	e.each(func(c *elem) {
 		if c.n.name != "message" {
 			c.unknownChild()

@@ -2,6 +2,7 @@ package xmap
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"strconv"
 	"strings"
 	"time"
@@ -284,9 +285,23 @@ func (e *elem) blob(max int) []byte {
 	return out[:n]
 }
 
+var xmlSpace = [256]byte{' ': 1, '\t': 1, '\n': 1, '\r': 1}
+
+// stripSpace returns b without XML white space; b itself when it has none.
 func stripSpace(b []byte) []byte {
-	out := make([]byte, 0, len(b))
-	for _, c := range b {
+	i := 0
+	for i+8 <= len(b) && !hasLess(binary.LittleEndian.Uint64(b[i:]), ' '+1) {
+		i += 8 // no byte up to ' ', so no white space
+	}
+	for i < len(b) && xmlSpace[b[i]] == 0 {
+		i++
+	}
+	if i == len(b) {
+		return b // the usual case, base64 on one line: nothing to copy
+	}
+	out := make([]byte, i, len(b))
+	copy(out, b[:i])
+	for _, c := range b[i:] {
 		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
 			out = append(out, c)
 		}

@@ -179,6 +179,9 @@ func FetchServerKey(ctx context.Context, httpClient *http.Client, baseURL string
 	return DecodePublicKey(string(body))
 }
 
+// presizeLimit bounds the buffer a response's Content-Length alone makes post allocate.
+const presizeLimit = 1 << 20
+
 // post sends one SeXMAP body and returns a 200 answer's headers and body, or
 // a *StatusError.
 func post(ctx context.Context, hc *http.Client, url string, extra http.Header, body []byte) (http.Header, []byte, error) {
@@ -201,10 +204,16 @@ func post(ctx context.Context, hc *http.Client, url string, extra http.Header, b
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != ContentType {
 		return nil, nil, fmt.Errorf("%w: content type %q", ErrBadResponse, resp.Header.Get("Content-Type"))
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
-	if err != nil {
+	// Servers send the length (writeOK), so a usual body is read into one buffer of its
+	// size; only what arrives is trusted beyond presizeLimit.
+	var buf bytes.Buffer
+	if resp.ContentLength > 0 {
+		buf.Grow(int(min(resp.ContentLength, presizeLimit)) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, MaxResponseBytes+1)); err != nil {
 		return nil, nil, fmt.Errorf("sexmap: reading response: %w", err)
 	}
+	data := buf.Bytes()
 	if len(data) > MaxResponseBytes {
 		return nil, nil, fmt.Errorf("%w: larger than %d bytes", ErrBadResponse, MaxResponseBytes)
 	}

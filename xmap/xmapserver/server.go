@@ -1,7 +1,6 @@
 package xmapserver
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,7 +41,7 @@ func (s *Server) Handle(ctx context.Context, user string, anonymous bool, doc []
 // transport can end the session (sexmap's EndSession) once the response is on its way.
 func (s *Server) Serve(ctx context.Context, user string, anonymous bool, doc []byte) (resp []byte, loggedOut bool) {
 	re := xmap.NewResponseEncoder()
-	batch, err := xmap.DecodeRequest(bytes.NewReader(doc))
+	batch, err := xmap.DecodeRequestBytes(doc)
 	if err != nil {
 		var pe *xmap.ProtocolError
 		if !errors.As(err, &pe) {
