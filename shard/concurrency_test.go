@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -354,5 +355,68 @@ func TestBusy(t *testing.T) {
 	conn.Close()
 	if _, uid, err := s.Deliver(ctx, a, msg(2)); err != nil || uid != 2 {
 		t.Fatalf("Deliver after the lock is gone: uid %d, %v; want uid 2 (the busy attempt used none)", uid, err)
+	}
+}
+
+// TestEvictedShardsClosed: with a pool of one, every delivery evicts the
+// previous shard and closes it (a checkpoint). A user deleted or re-created
+// right after its eviction and Close must see that close finished: Close
+// leaves every WAL checkpointed and empty, and nothing is lost.
+func TestEvictedShardsClosed(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 1)
+	s := e.open(t, func(o *shard.Options) { o.MaxOpenShards = 1 })
+	const users = 6
+	addr := func(u int) string { return fmt.Sprintf("u%d@example.org", u) }
+	paths := make([]string, users)
+	for u := range users {
+		paths[u] = shard.ShardPath(mustCreate(t, s, addr(u)).Home, addr(u))
+	}
+	for round := range 3 {
+		for u := range users {
+			if _, _, err := s.Deliver(ctx, addr(u), msg(round)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// u4 was evicted by the last delivery (to u5): delete and re-create it.
+	if err := s.DeleteUser(ctx, addr(users-2)); err != nil {
+		t.Fatal(err)
+	}
+	if f := shardFiles(t, paths[users-2]); len(f) != 0 {
+		t.Fatalf("files left after DeleteUser: %v", f)
+	}
+	mustCreate(t, s, addr(users-2))
+	if st := s.Stats(); st.Open > 1 {
+		t.Fatalf("pool %+v", st)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Open != 0 {
+		t.Fatalf("pool %+v after Close", st)
+	}
+	for u, p := range paths {
+		fi, err := os.Stat(p + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() != 0 {
+			t.Errorf("user %d: %d bytes left in the WAL after Close: its close was not waited for", u, fi.Size())
+		}
+	}
+	s = e.open(t)
+	for u := range users {
+		n := 0
+		if err := s.Messages(ctx, addr(u), func(shard.Message) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		want := 3
+		if u == users-2 {
+			want = 0
+		}
+		if n != want {
+			t.Errorf("user %d has %d messages, want %d", u, n, want)
+		}
 	}
 }
