@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	cmcrypto "cryptomail/crypto"
@@ -103,10 +106,37 @@ func (s *Session) List(ctx context.Context, folder xmap.FolderRef, o ListOptions
 		return nil, err
 	}
 	p := &Page{FolderID: r.FolderID, Total: r.Total, State: r.State, NextCursor: r.NextCursor}
-	for _, m := range r.Messages {
-		p.Messages = append(p.Messages, s.listed(m))
-	}
+	p.Messages = s.listedAll(r.Messages)
 	return p, nil
+}
+
+// listedAll decrypts a page's summaries on up to GOMAXPROCS goroutines: each costs a
+// public-key decryption (tens of microseconds), and a first page has 50 of them.
+func (s *Session) listedAll(ms []xmap.Message) []Listed {
+	if len(ms) == 0 {
+		return nil
+	}
+	out := make([]Listed, len(ms))
+	workers := min(runtime.GOMAXPROCS(0), len(ms))
+	if workers <= 1 {
+		for i, m := range ms {
+			out[i] = s.listed(m)
+		}
+		return out
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(ms); i = int(next.Add(1) - 1) {
+				out[i] = s.listed(ms[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 func (s *Session) listed(m xmap.Message) Listed {
