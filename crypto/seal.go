@@ -62,11 +62,12 @@ func (s *Sealer) config() *packet.Config {
 // uncompressed OpenPGP message to key: a PKESK packet and a SEIPDv1 packet
 // holding a binary literal data packet.
 func (s *Sealer) Encrypt(key *PublicKey, plaintext []byte) ([]byte, error) {
-	return s.encrypt(key, plaintext)
+	return s.encrypt(nil, key, plaintext)
 }
 
-// encrypt is Encrypt of the concatenation of parts, which it never builds.
-func (s *Sealer) encrypt(key *PublicKey, parts ...[]byte) ([]byte, error) {
+// encrypt is Encrypt of the concatenation of parts, which it never builds,
+// into dst's memory when it is large enough.
+func (s *Sealer) encrypt(dst []byte, key *PublicKey, parts ...[]byte) ([]byte, error) {
 	if key == nil || key.entity == nil {
 		return nil, errors.New("encrypt: no recipient key")
 	}
@@ -74,11 +75,11 @@ func (s *Sealer) encrypt(key *PublicKey, parts ...[]byte) ([]byte, error) {
 	for _, p := range parts {
 		size += len(p)
 	}
-	var out bytes.Buffer
+	out := bytes.NewBuffer(dst[:0])
 	// Room for the ciphertext and its framing, so the buffer never re-grows
 	// (and never leaves stale ciphertext copies behind) for large messages.
 	out.Grow(size + size/256 + 1024)
-	w, err := openpgp.Encrypt(&out, []*openpgp.Entity{key.entity}, nil, &openpgp.FileHints{IsBinary: true}, s.config())
+	w, err := openpgp.Encrypt(out, []*openpgp.Entity{key.entity}, nil, &openpgp.FileHints{IsBinary: true}, s.config())
 	if err != nil {
 		return nil, fmt.Errorf("encrypt to %s: %w", key.Fingerprint(), err)
 	}
@@ -104,7 +105,7 @@ func (s *Sealer) encrypt(key *PublicKey, parts ...[]byte) ([]byte, error) {
 // message to the same key. The plaintext goes nowhere but into the
 // ciphertexts; the summary's JSON bytes are wiped once encrypted.
 func (s *Sealer) Seal(key *PublicKey, raw []byte) (body, summary []byte, err error) {
-	return s.seal(key, raw, raw)
+	return s.seal(nil, key, raw, raw)
 }
 
 // SealWithTrace is Seal of trace followed by msg, without joining them: a
@@ -116,11 +117,19 @@ func (s *Sealer) Seal(key *PublicKey, raw []byte) (body, summary []byte, err err
 // fields, so it is the summary of the joined message too (but for messages
 // at the extraction limits, whose own fields then count in full).
 func (s *Sealer) SealWithTrace(key *PublicKey, trace, msg []byte) (body, summary []byte, err error) {
-	return s.seal(key, msg, trace, msg)
+	return s.seal(nil, key, msg, trace, msg)
 }
 
-func (s *Sealer) seal(key *PublicKey, summarize []byte, parts ...[]byte) (body, summary []byte, err error) {
-	body, err = s.encrypt(key, parts...)
+// SealWithTraceBuffer is SealWithTrace writing the body's ciphertext into
+// buf's memory (from buf[0]) when it has room, so that a caller can recycle
+// one large buffer for message after message instead of allocating one
+// each time. body then aliases buf.
+func (s *Sealer) SealWithTraceBuffer(buf []byte, key *PublicKey, trace, msg []byte) (body, summary []byte, err error) {
+	return s.seal(buf, key, msg, trace, msg)
+}
+
+func (s *Sealer) seal(dst []byte, key *PublicKey, summarize []byte, parts ...[]byte) (body, summary []byte, err error) {
+	body, err = s.encrypt(dst, key, parts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("seal body: %w", err)
 	}

@@ -427,3 +427,15 @@ func BenchmarkExtractSummary(b *testing.B) {
 		cmcrypto.ExtractSummary(raw)
 	}
 }
+
+// BenchmarkExtractSummary1MB: a large plain text message, of which the
+// summary reads the first text part's first 64 KiB.
+func BenchmarkExtractSummary1MB(b *testing.B) {
+	raw := bytes.Repeat([]byte("Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n"), (1<<20)/58+1)[:1<<20]
+	copy(raw, "From: a@example.org\r\nTo: b@example.org\r\nSubject: bench\r\nContent-Type: text/plain\r\n\r\n")
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		cmcrypto.ExtractSummary(raw)
+	}
+}

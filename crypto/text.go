@@ -98,6 +98,12 @@ func toUTF8(s string) string {
 // valid UTF-8 (ignoring a rune cut by a read limit at the end), b is decoded
 // as Windows-1252; otherwise invalid bytes become U+FFFD.
 func bytesToUTF8(b []byte, trusted bool) string {
+	if utf8.Valid(b) {
+		// The common case, and the same result as below: utf8.Valid is
+		// several times faster than strings.ToValidUTF8 on a text part of
+		// tens of kilobytes.
+		return string(b)
+	}
 	if !trusted && !validUTF8Prefix(b) && message.CharsetReader != nil {
 		if r, err := message.CharsetReader("windows-1252", strings.NewReader(string(b))); err == nil && r != nil {
 			if out, err := io.ReadAll(r); err == nil && utf8.Valid(out) {

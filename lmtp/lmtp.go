@@ -51,7 +51,9 @@ type Backend interface {
 	// 451 4.3.0.
 	//
 	// Deliver is called concurrently for the recipients of one message: env
-	// and msg are shared between those calls and must not be modified.
+	// and msg are shared between those calls and must not be modified. msg
+	// must not be kept after Deliver returns: once every recipient's Deliver
+	// has returned, its buffer is wiped and reused for a later message.
 	Deliver(ctx context.Context, env *Envelope, rcpt Recipient, msg []byte) error
 }
 

@@ -595,6 +595,60 @@ func TestBDAT(t *testing.T) {
 	}
 }
 
+// TestPipelinedLargeMessages: messages much larger than the connection's
+// read-ahead, sent with the next transaction's commands in the same writes
+// (DATA, then BDAT with a chunk holding "\r\n.\r\n"), reach the backend
+// byte for byte, and the commands after them are still read as commands.
+// (The chunk keeps its lines short: go-smtp applies its line limit to bytes
+// it reads ahead while still in DATA.)
+func TestPipelinedLargeMessages(t *testing.T) {
+	be := newBackend()
+	ts := start(t, modeLMTP, lmtp.Config{}, be)
+	rc := dialRaw(t, ts.Addr)
+	rc.greet(modeLMTP)
+
+	var body strings.Builder
+	body.WriteString("Subject: big\r\n\r\n")
+	for i := 0; body.Len() < 300<<10; i++ {
+		fmt.Fprintf(&body, "line %d %s\r\n", i, strings.Repeat("x", i%90))
+	}
+	dataMsg := body.String()
+	bdatMsg := "Subject: bdat\r\n\r\n\r\n.\r\n" + strings.Repeat(strings.Repeat("b", 98)+"\r\n", 3000)
+	rc.send("MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
+	rc.expect("250 ")
+	rc.expect("250 ")
+	rc.expect("354 ")
+	rc.send(dataMsg + ".\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<bob@example.org>\r\n" +
+		fmt.Sprintf("BDAT %d LAST\r\n", len(bdatMsg)) + bdatMsg + "NOOP\r\n")
+	rc.expect("250 2.0.0 <alice@example.org> OK")
+	rc.expect("250 ")
+	rc.expect("250 ")
+	rc.expect("250 2.0.0 <bob@example.org> OK")
+	rc.expect("250 ")
+	got := be.Delivered()
+	if len(got) != 2 {
+		t.Fatalf("delivered %d messages, want 2", len(got))
+	}
+	if string(got[0].Msg) != dataMsg {
+		t.Errorf("DATA message differs (%d bytes, want %d)", len(got[0].Msg), len(dataMsg))
+	}
+	if string(got[1].Msg) != bdatMsg {
+		t.Errorf("BDAT message differs (%d bytes, want %d)", len(got[1].Msg), len(bdatMsg))
+	}
+
+	// A shorter message after them gets a recycled buffer of theirs.
+	short := dataMsg[:200<<10] + "\r\n"
+	rc.send("MAIL FROM:<s@remote.test>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n")
+	rc.expect("250 ")
+	rc.expect("250 ")
+	rc.expect("354 ")
+	rc.send(short + ".\r\n")
+	rc.expect("250 2.0.0 <carol@example.org> OK")
+	if got := be.Delivered(); len(got) != 3 || string(got[2].Msg) != short {
+		t.Errorf("third message not delivered byte for byte")
+	}
+}
+
 // TestIdleTimeout: a client that goes silent is told 421 and disconnected,
 // both between commands and in the middle of a message.
 func TestIdleTimeout(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/bits"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -98,6 +99,7 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	defer releaseMessage(msg)
 	replies := make(map[string]*smtp.SMTPError, len(rcpts))
 	var mu sync.Mutex
 	s.deliverAll(env, rcpts, msg, func(mailbox string, reply *smtp.SMTPError) {
@@ -153,6 +155,7 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	if err != nil {
 		return err // go-smtp gives this reply to every recipient
 	}
+	defer releaseMessage(msg)
 	s.deliverAll(env, rcpts, msg, func(mailbox string, reply *smtp.SMTPError) {
 		for _, rc := range rcpts {
 			if rc.Mailbox == mailbox {
@@ -181,6 +184,9 @@ func (s *session) receive(r io.Reader) (*Envelope, []Recipient, []byte, error) {
 		err = fmt.Errorf("%w: %w", errReceive, io.ErrUnexpectedEOF)
 	}
 	if err != nil {
+		if msg != nil {
+			releaseMessage(msg)
+		}
 		return nil, nil, nil, s.srv.fail("data", err, slog.String("id", id), slog.String("remote", s.remote()))
 	}
 	_, isTLS := s.conn.TLSConnectionState()
@@ -198,21 +204,58 @@ func (s *session) receive(r io.Reader) (*Envelope, []Recipient, []byte, error) {
 }
 
 // readChunk is the size of the pooled buffers a message is read into
-// before it is copied, once, into a buffer of exactly its size.
+// before it is copied, once, into a buffer of its size (messageBuffer).
 const readChunk = 64 << 10
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
+
+// Messages from pooledMin to pooledMax bytes go into pooled buffers with a
+// power-of-two capacity: for a large message, a fresh allocation costs more
+// (the kernel faulting in and zeroing its pages) than copying the message.
+// Every pooled buffer is all zeros: releaseMessage wipes what it held.
+const (
+	pooledMaxLog = 23
+	pooledMin    = readChunk
+	pooledMax    = 1 << pooledMaxLog
+)
+
+// msgPools[k] holds *[]byte of capacity 1<<k.
+var msgPools [pooledMaxLog + 1]sync.Pool
+
+// messageBuffer returns a buffer of length n for a message.
+func messageBuffer(n int) []byte {
+	if n < pooledMin || n > pooledMax {
+		return make([]byte, n)
+	}
+	k := bits.Len(uint(n - 1)) // 1<<k >= n
+	if b, ok := msgPools[k].Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, 1<<k)
+}
+
+// releaseMessage wipes msg, once every Deliver of it has returned, and
+// recycles its buffer when it came from messageBuffer's pools.
+func releaseMessage(msg []byte) {
+	clear(msg)
+	c := cap(msg)
+	if c < pooledMin || c > pooledMax || c&(c-1) != 0 {
+		return
+	}
+	msgPools[bits.Len(uint(c))-1].Put(&msg)
+}
 
 // readMessage reads all of r, bounded by MaxMessageBytes. go-smtp's reader
 // stops at MaxMessageBytes+1 (see newServer) with smtp.ErrDataTooLarge; the
 // length check here makes the limit exact, also for BDAT.
 //
-// The message goes into pooled chunks and then into one allocation of its
-// exact size: growing a single buffer instead (bytes.Buffer) allocates,
-// zeroes and copies about four times the size of a large message. The
-// declared SIZE is not needed for that, so it is not trusted for anything.
-// The chunks are wiped before they go back to the pool, so no plaintext
-// outlives the message in them.
+// The message goes into pooled chunks and then into one buffer of its size
+// (pooled too when large; see messageBuffer): growing a single buffer
+// instead (bytes.Buffer) allocates, zeroes and copies about four times the
+// size of a large message. The declared SIZE is not needed for that, so it
+// is not trusted for anything. The chunks are wiped before they go back to
+// the pool, and the message by releaseMessage, so no plaintext outlives the
+// message in them.
 func (s *session) readMessage(r io.Reader) ([]byte, error) {
 	max := s.srv.cfg.MaxMessageBytes
 	var (
@@ -254,7 +297,7 @@ func (s *session) readMessage(r io.Reader) ([]byte, error) {
 	if total > max {
 		return nil, smtp.ErrDataTooLarge
 	}
-	msg := make([]byte, total)
+	msg := messageBuffer(int(total))
 	off := 0
 	for i, c := range chunks {
 		n := readChunk

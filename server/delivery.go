@@ -79,8 +79,10 @@ func (d *delivery) Deliver(ctx context.Context, env *lmtp.Envelope, rcpt lmtp.Re
 		}
 		// The message is stored as trace followed by msg; msg is shared by
 		// the recipients' deliveries and is not copied.
-		body, summary, err := d.sealer.SealWithTrace(key, trace, msg)
+		buf := bodyBuffers.Get().(*[]byte)
+		body, summary, err := d.sealer.SealWithTraceBuffer(*buf, key, trace, msg)
 		if err != nil {
+			bodyBuffers.Put(buf)
 			return fmt.Errorf("encrypt: %w", err)
 		}
 		_, _, err = d.store.DeliverSealed(ctx, rcpt.Mailbox, armored, shard.NewMessage{
@@ -90,6 +92,12 @@ func (d *delivery) Deliver(ctx context.Context, env *lmtp.Envelope, rcpt lmtp.Re
 			Summary:  summary,
 			Body:     body,
 		})
+		// DeliverSealed returns once the body is committed (SQLite has
+		// copied it) or will never be, so its buffer can serve the next one.
+		if cap(body) <= maxPooledBody {
+			*buf = body[:0]
+			bodyBuffers.Put(buf)
+		}
 		if errors.Is(err, shard.ErrKeyChanged) && attempt < attempts {
 			continue
 		}
@@ -103,6 +111,15 @@ func (d *delivery) Deliver(ctx context.Context, env *lmtp.Envelope, rcpt lmtp.Re
 	}
 	return nil
 }
+
+// bodyBuffers recycles the ciphertext buffers of message bodies: for large
+// messages, a fresh buffer each time costs more (page faults, zeroing) than
+// the copy into it. Ciphertext is not secret, so they are not wiped.
+var bodyBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBody is the largest buffer kept in bodyBuffers, so that one huge
+// message does not pin its buffer.
+const maxPooledBody = 8 << 20
 
 // storageError maps storage failures onto the listener's error classes.
 func storageError(err error) error {
