@@ -53,20 +53,25 @@ var kinds = [...]Kind{1: KindFolder, 2: KindMessage, 3: KindContact}
 //
 // Every changed object carries a modseq of its own (doc.go), so a page ends
 // exactly after the change of its last object: whatever changed later is in
-// a later page, nothing is skipped. ErrUnknownState if since is negative or
-// ahead of the shard's modseq.
+// a later page, nothing is skipped. ErrUnknownState if since is negative,
+// ahead of the shard's modseq, or older than the tombstones the shard keeps
+// (tombstones.go).
 func (s *Store) Changes(ctx context.Context, address string, since int64, max int) (ChangeSet, error) {
 	if max < 1 {
 		return ChangeSet{}, fmt.Errorf("shard: changes: %w: max %d", ErrInvalid, max)
 	}
 	var cs ChangeSet
 	err := s.snapshot(ctx, address, "changes", func(ctx context.Context, db querier) error {
-		var cur int64
-		if err := db.QueryRowContext(ctx, `SELECT modseq FROM state WHERE id = 1`).Scan(&cur); err != nil {
+		var cur, pruned int64
+		if err := db.QueryRowContext(ctx, `SELECT modseq, pruned FROM state WHERE id = 1`).Scan(&cur, &pruned); err != nil {
 			return err
 		}
 		if since < 0 || since > cur {
 			return fmt.Errorf("modseq %d, shard at %d: %w", since, cur, ErrUnknownState)
+		}
+		if since < pruned {
+			// Tombstones up to pruned are gone (tombstones.go).
+			return fmt.Errorf("modseq %d, tombstones kept from %d: %w", since, pruned, ErrUnknownState)
 		}
 		rows, err := db.QueryContext(ctx, `
 			SELECT kind, id, modseq, created_modseq > ?1, gone FROM (

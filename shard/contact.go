@@ -138,6 +138,6 @@ func (s *Store) DeleteContact(ctx context.Context, address string, id int64) err
 		} else if n == 0 {
 			return &IDError{ID: id, Err: ErrNoSuchContact}
 		}
-		return nil
+		return pruneTombstones(ctx, tx, pruneKeep, pruneSlack)
 	})
 }

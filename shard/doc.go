@@ -52,7 +52,8 @@
 // object carries a modseq of its own: its last change. Deletions leave
 // tombstones (destroyed_messages, destroyed_folders, destroyed_contacts),
 // written by triggers that read the state, so no delete can forget its
-// tombstone and each gets the stamp of its own deletion. Objects also keep
+// tombstone and each gets the stamp of its own deletion. Only the newest
+// MaxTombstones tombstones are kept (tombstones.go). Objects also keep
 // the modseq they were created at (created_modseq; 0 for objects older than
 // schema 2, which are then reported as updated, never wrongly as created).
 //

@@ -8,3 +8,11 @@ func SetGroupCommit(on bool) (restore func()) {
 	groupCommit = on
 	return func() { groupCommit = old }
 }
+
+// SetTombstoneLimits sets how many tombstones a shard keeps, and the slack
+// before it prunes, for tests. It returns a function restoring the defaults.
+func SetTombstoneLimits(keep, slack int) (restore func()) {
+	oldKeep, oldSlack := pruneKeep, pruneSlack
+	pruneKeep, pruneSlack = keep, slack
+	return func() { pruneKeep, pruneSlack = oldKeep, oldSlack }
+}

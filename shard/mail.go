@@ -318,8 +318,10 @@ func (s *Store) DeleteFolder(ctx context.Context, address string, ref FolderRef)
 		if _, err := st.stamp(ctx); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM folders WHERE id = ?`, f.ID)
-		return err
+		if _, err := tx.ExecContext(ctx, `DELETE FROM folders WHERE id = ?`, f.ID); err != nil {
+			return err
+		}
+		return pruneTombstones(ctx, tx, pruneKeep, pruneSlack)
 	})
 }
 
@@ -800,7 +802,7 @@ func (s *Store) Expunge(ctx context.Context, address string, ref FolderRef) (int
 			}
 		}
 		n = len(ids)
-		return nil
+		return pruneTombstones(ctx, tx, pruneKeep, pruneSlack)
 	})
 	if err != nil {
 		return 0, err
