@@ -3,7 +3,6 @@ package xmapserver_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"cryptomail/xmap"
 	"cryptomail/xmap/xmapserver"
 	"cryptomail/xmap/xmapserver/memback"
+	"cryptomail/xmap/xmapserver/xmaptest"
 )
 
 // clock is a settable test clock.
@@ -66,7 +66,7 @@ func (w *world) signup(address string) *session {
 	code := "invite-" + address
 	w.b.AddInvite(code, address, w.clock.now().Add(time.Hour))
 	r := w.anon().one(signupReq(code, address, []byte("key of "+address)))
-	ok[*xmap.SignupResult](w.t, r)
+	xmaptest.OK[*xmap.SignupResult](w.t, r)
 	return w.as(address)
 }
 
@@ -88,30 +88,7 @@ func (s *session) raw(doc []byte) []byte {
 
 func (s *session) do(cmds ...xmap.Command) []xmap.Response {
 	s.w.t.Helper()
-	batch := &xmap.Batch{}
-	for i, c := range cmds {
-		batch.Requests = append(batch.Requests, xmap.Request{ID: fmt.Sprintf("r%d", i), Command: c})
-	}
-	var req bytes.Buffer
-	if err := xmap.EncodeRequest(&req, batch); err != nil {
-		s.w.t.Fatal(err)
-	}
-	resp, err := xmap.DecodeResponse(bytes.NewReader(s.raw(req.Bytes())))
-	if err != nil {
-		s.w.t.Fatalf("response does not decode: %v", err)
-	}
-	if resp.Error != nil {
-		s.w.t.Fatalf("document refused: %v", resp.Error)
-	}
-	if len(resp.Responses) != len(cmds) {
-		s.w.t.Fatalf("%d responses for %d requests", len(resp.Responses), len(cmds))
-	}
-	for i, r := range resp.Responses {
-		if r.ID != batch.Requests[i].ID || r.Name != cmds[i].Name() {
-			s.w.t.Fatalf("response %d is %s %q, want %s %q", i, r.Name, r.ID, cmds[i].Name(), batch.Requests[i].ID)
-		}
-	}
-	return resp.Responses
+	return xmaptest.Exchange(s.w.t, s.raw, cmds...)
 }
 
 func (s *session) one(c xmap.Command) xmap.Response {
@@ -119,33 +96,9 @@ func (s *session) one(c xmap.Command) xmap.Response {
 	return s.do(c)[0]
 }
 
-// ok returns a response's result, failing the test on an error.
-func ok[T xmap.Result](t *testing.T, r xmap.Response) T {
-	t.Helper()
-	if r.Err != nil {
-		t.Fatalf("%s: %v", r.Name, r.Err)
-	}
-	res, good := r.Result.(T)
-	if !good {
-		t.Fatalf("%s: result %T", r.Name, r.Result)
-	}
-	return res
-}
-
-// fails checks that a response is an error with code.
-func fails(t *testing.T, r xmap.Response, code xmap.ErrorCode) {
-	t.Helper()
-	if r.Err == nil {
-		t.Fatalf("%s: succeeded (%+v), want %s", r.Name, r.Result, code)
-	}
-	if r.Err.Code != code {
-		t.Fatalf("%s: %v, want %s", r.Name, r.Err, code)
-	}
-}
-
 func (s *session) folders() map[string]xmap.Folder {
 	s.w.t.Helper()
-	res := ok[*xmap.ListFoldersResult](s.w.t, s.one(&xmap.ListFolders{}))
+	res := xmaptest.OK[*xmap.ListFoldersResult](s.w.t, s.one(&xmap.ListFolders{}))
 	m := map[string]xmap.Folder{}
 	for _, f := range res.Folders {
 		m[f.Name] = f
@@ -155,18 +108,18 @@ func (s *session) folders() map[string]xmap.Folder {
 
 func (s *session) state() string {
 	s.w.t.Helper()
-	return ok[*xmap.WaitResult](s.w.t, s.one(&xmap.Wait{Since: "none", Timeout: 0})).State
+	return xmaptest.OK[*xmap.WaitResult](s.w.t, s.one(&xmap.Wait{Since: "none", Timeout: 0})).State
 }
 
 func (s *session) list(folder string) []xmap.Message {
 	s.w.t.Helper()
-	res := ok[*xmap.ListMessagesResult](s.w.t, s.one(&xmap.ListMessages{Folder: byName(folder), Limit: xmap.MaxPageSize}))
+	res := xmaptest.OK[*xmap.ListMessagesResult](s.w.t, s.one(&xmap.ListMessages{Folder: byName(folder), Limit: xmap.MaxPageSize}))
 	return res.Messages
 }
 
 func (s *session) message(id string) xmap.Message {
 	s.w.t.Helper()
-	res := ok[*xmap.FetchResult](s.w.t, s.one(&xmap.Fetch{IDs: []string{id}, Parts: xmap.PartSummary | xmap.PartBody}))
+	res := xmaptest.OK[*xmap.FetchResult](s.w.t, s.one(&xmap.Fetch{IDs: []string{id}, Parts: xmap.PartSummary | xmap.PartBody}))
 	if len(res.Messages) != 1 {
 		s.w.t.Fatalf("message %s: %+v", id, res)
 	}

@@ -14,6 +14,7 @@ import (
 	"cryptomail/xmap"
 	"cryptomail/xmap/xmapserver"
 	"cryptomail/xmap/xmapserver/memback"
+	"cryptomail/xmap/xmapserver/xmaptest"
 )
 
 func flagsOf(m xmap.Message) string {
@@ -40,7 +41,7 @@ func TestAccounts(t *testing.T) {
 
 	// Salt lookup for unknown addresses: made up, stable, different per address.
 	salt := func(addr string) xmap.KDF {
-		return ok[*xmap.SaltLookupResult](t, anon.one(&xmap.SaltLookup{Address: addr})).KDF
+		return xmaptest.OK[*xmap.SaltLookupResult](t, anon.one(&xmap.SaltLookup{Address: addr})).KDF
 	}
 	s1, s2, s3 := salt("ghost@example.org"), salt("ghost@example.org"), salt("other@example.org")
 	if !bytes.Equal(s1.Salt, s2.Salt) || bytes.Equal(s1.Salt, s3.Salt) || len(s1.Salt) < xmap.MinSaltSize {
@@ -49,13 +50,13 @@ func TestAccounts(t *testing.T) {
 
 	w.b.AddInvite("good", "alice@example.org", w.clock.now().Add(time.Hour))
 	w.b.AddInvite("late", "late@example.org", w.clock.now().Add(-time.Second))
-	fails(t, anon.one(signupReq("nope", "alice@example.org", []byte("k"))), xmap.CodeInvalidInvite)
-	fails(t, anon.one(signupReq("good", "mallory@example.org", []byte("k"))), xmap.CodeInvalidInvite)
-	fails(t, anon.one(signupReq("late", "late@example.org", []byte("k"))), xmap.CodeExpired)
-	ok[*xmap.SignupResult](t, anon.one(signupReq("good", "Alice@Example.org", []byte("alice key"))))
-	fails(t, anon.one(signupReq("good", "alice@example.org", []byte("alice key"))), xmap.CodeInvalidInvite) // used
+	xmaptest.Fails(t, anon.one(signupReq("nope", "alice@example.org", []byte("k"))), xmap.CodeInvalidInvite)
+	xmaptest.Fails(t, anon.one(signupReq("good", "mallory@example.org", []byte("k"))), xmap.CodeInvalidInvite)
+	xmaptest.Fails(t, anon.one(signupReq("late", "late@example.org", []byte("k"))), xmap.CodeExpired)
+	xmaptest.OK[*xmap.SignupResult](t, anon.one(signupReq("good", "Alice@Example.org", []byte("alice key"))))
+	xmaptest.Fails(t, anon.one(signupReq("good", "alice@example.org", []byte("alice key"))), xmap.CodeInvalidInvite) // used
 	w.b.AddInvite("again", "alice@example.org", w.clock.now().Add(time.Hour))
-	fails(t, anon.one(signupReq("again", "alice@example.org", []byte("alice key"))), xmap.CodeConflict)
+	xmaptest.Fails(t, anon.one(signupReq("again", "alice@example.org", []byte("alice key"))), xmap.CodeConflict)
 
 	// Known address: the stored parameters.
 	if k := salt("alice@example.org"); !bytes.Equal(k.Salt, bytes.Repeat([]byte{1}, 16)) || k.Memory != 65536 {
@@ -68,15 +69,15 @@ func TestAccounts(t *testing.T) {
 	}
 	w.deliver("carol@example.org", "early mail")
 	w.b.AddInvite("c1", "carol@example.org", w.clock.now().Add(time.Hour))
-	fails(t, anon.one(signupReq("c1", "carol@example.org", []byte("another key"))), xmap.CodeConflict)
-	ok[*xmap.SignupResult](t, anon.one(signupReq("c1", "carol@example.org", []byte("carol key"))))
+	xmaptest.Fails(t, anon.one(signupReq("c1", "carol@example.org", []byte("another key"))), xmap.CodeConflict)
+	xmaptest.OK[*xmap.SignupResult](t, anon.one(signupReq("c1", "carol@example.org", []byte("carol key"))))
 	if got := w.as("carol@example.org").list("INBOX"); len(got) != 1 {
 		t.Errorf("carol's INBOX after activation: %+v", got)
 	}
 
 	// Passphrase change replaces all three in one go.
 	alice := w.as("alice@example.org")
-	ok[*xmap.ChangePassphraseResult](t, alice.one(&xmap.ChangePassphrase{
+	xmaptest.OK[*xmap.ChangePassphraseResult](t, alice.one(&xmap.ChangePassphrase{
 		LoginKey:  bytes.Repeat([]byte{9}, 32),
 		KDF:       xmap.KDF{Alg: xmap.KDFArgon2id, Salt: bytes.Repeat([]byte{2}, 16), Time: 4, Memory: 1 << 17, Threads: 2},
 		SealedKey: []byte("resealed"),
@@ -87,7 +88,7 @@ func TestAccounts(t *testing.T) {
 	}
 
 	// Public keys of local accounts only.
-	pk := ok[*xmap.PublicKeysResult](t, alice.one(&xmap.PublicKeys{Addresses: []string{"Carol@example.org", "ghost@example.org", "x@remote.example"}}))
+	pk := xmaptest.OK[*xmap.PublicKeysResult](t, alice.one(&xmap.PublicKeys{Addresses: []string{"Carol@example.org", "ghost@example.org", "x@remote.example"}}))
 	if len(pk.Keys) != 1 || pk.Keys[0].Address != "Carol@example.org" || string(pk.Keys[0].Key) != "carol key" ||
 		!slices.Equal(pk.NotFound, []string{"ghost@example.org", "x@remote.example"}) {
 		t.Errorf("public keys %+v", pk)
@@ -95,9 +96,9 @@ func TestAccounts(t *testing.T) {
 
 	// Logout: the rest of the batch is refused, and Serve tells the transport.
 	rs := alice.do(&xmap.ListFolders{}, &xmap.Logout{}, &xmap.ListFolders{})
-	ok[*xmap.ListFoldersResult](t, rs[0])
-	ok[*xmap.LogoutResult](t, rs[1])
-	fails(t, rs[2], xmap.CodeDenied)
+	xmaptest.OK[*xmap.ListFoldersResult](t, rs[0])
+	xmaptest.OK[*xmap.LogoutResult](t, rs[1])
+	xmaptest.Fails(t, rs[2], xmap.CodeDenied)
 	for _, tc := range []struct {
 		user, doc string
 		out       bool
@@ -130,14 +131,14 @@ func TestSend(t *testing.T) {
 	before := a.state()
 
 	// Refusals change nothing anywhere.
-	fails(t, send(enc("bob@example.org"), xmap.Recipient{Address: "carol@remote.example"}), xmap.CodePlaintextRefused)
-	fails(t, send(xmap.Recipient{Address: "bob@example.org", AllowPlaintext: true}), xmap.CodePlaintextRefused)
-	fails(t, send(enc("bob@example.org"), enc("nobody@example.org")), xmap.CodeInvalidRecipient)
+	xmaptest.Fails(t, send(enc("bob@example.org"), xmap.Recipient{Address: "carol@remote.example"}), xmap.CodePlaintextRefused)
+	xmaptest.Fails(t, send(xmap.Recipient{Address: "bob@example.org", AllowPlaintext: true}), xmap.CodePlaintextRefused)
+	xmaptest.Fails(t, send(enc("bob@example.org"), enc("nobody@example.org")), xmap.CodeInvalidRecipient)
 	if a.state() != before || len(b.list("INBOX")) != 0 || len(w.b.Outbox()) != 0 {
 		t.Fatal("a refused send changed something")
 	}
 
-	r := ok[*xmap.SendResult](t, send(
+	r := xmaptest.OK[*xmap.SendResult](t, send(
 		xmap.Recipient{Address: "bob@example.org", Encrypted: true, Summary: []byte("bob sum")},
 		enc("dave@remote.example"),
 		xmap.Recipient{Address: "carol@remote.example", AllowPlaintext: true},
@@ -204,10 +205,10 @@ func TestGetAccount(t *testing.T) {
 			}
 			r := tc.s.one(&xmap.GetAccount{})
 			if tc.want == nil {
-				fails(t, r, tc.code)
+				xmaptest.Fails(t, r, tc.code)
 				return
 			}
-			if got := ok[*xmap.GetAccountResult](t, r).Account; !reflect.DeepEqual(got, *tc.want) {
+			if got := xmaptest.OK[*xmap.GetAccountResult](t, r).Account; !reflect.DeepEqual(got, *tc.want) {
 				t.Errorf("got %+v\nwant %+v", got, *tc.want)
 			}
 		})
@@ -227,13 +228,13 @@ func TestSessions(t *testing.T) {
 				t.Errorf("anonymous %s denied", c.Name())
 			}
 		} else {
-			fails(t, r, xmap.CodeDenied)
+			xmaptest.Fails(t, r, xmap.CodeDenied)
 		}
 	}
-	fails(t, a.one(signupReq("x", "z@example.org", []byte("k"))), xmap.CodeDenied)
-	ok[*xmap.SaltLookupResult](t, a.one(&xmap.SaltLookup{Address: "z@example.org"}))
-	fails(t, w.as("").one(&xmap.ListFolders{}), xmap.CodeDenied)
-	fails(t, w.as("ghost@example.org").one(&xmap.ListFolders{}), xmap.CodeDenied)
+	xmaptest.Fails(t, a.one(signupReq("x", "z@example.org", []byte("k"))), xmap.CodeDenied)
+	xmaptest.OK[*xmap.SaltLookupResult](t, a.one(&xmap.SaltLookup{Address: "z@example.org"}))
+	xmaptest.Fails(t, w.as("").one(&xmap.ListFolders{}), xmap.CodeDenied)
+	xmaptest.Fails(t, w.as("ghost@example.org").one(&xmap.ListFolders{}), xmap.CodeDenied)
 	if len(all) != len(xmap.CommandNames()) {
 		t.Errorf("everyCommand has %d commands, want %d", len(all), len(xmap.CommandNames()))
 	}
@@ -276,12 +277,12 @@ func TestIsolation(t *testing.T) {
 	w := newWorld(t, memback.Options{})
 	a := w.signup("alice@example.org")
 	b := w.signup("bob@example.org")
-	secret := ok[*xmap.CreateFolderResult](t, a.one(&xmap.CreateFolder{FolderName: "Secret"})).Folder
+	secret := xmaptest.OK[*xmap.CreateFolderResult](t, a.one(&xmap.CreateFolder{FolderName: "Secret"})).Folder
 	msg := w.deliver("alice@example.org", "alice's mail")
-	ok[*xmap.MoveResult](t, a.one(&xmap.Move{Folder: byName("Secret"), IDs: []string{msg}}))
+	xmaptest.OK[*xmap.MoveResult](t, a.one(&xmap.Move{Folder: byName("Secret"), IDs: []string{msg}}))
 	trashed := w.deliver("alice@example.org", "alice's trash")
 	a.do(&xmap.Delete{IDs: []string{trashed}}, &xmap.Delete{IDs: []string{trashed}})
-	contact := ok[*xmap.PutContactResult](t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: []byte("alice's friend")}})).ID
+	contact := xmaptest.OK[*xmap.PutContactResult](t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: []byte("alice's friend")}})).ID
 	own := w.deliver("bob@example.org", "bob's mail")
 	aliceFolders := a.folders()
 	before := a.state()
@@ -299,25 +300,25 @@ func TestIsolation(t *testing.T) {
 					*xmap.ListFolders, *xmap.CreateFolder, *xmap.ListContacts, *xmap.Changes, *xmap.Wait, *xmap.Logout:
 					continue // name no object of alice's; checked below
 				case *xmap.Fetch:
-					if f := ok[*xmap.FetchResult](t, r); len(f.Messages) != 0 || len(f.NotFound) != 1 {
+					if f := xmaptest.OK[*xmap.FetchResult](t, r); len(f.Messages) != 0 || len(f.NotFound) != 1 {
 						t.Errorf("bob fetched alice's %s: %+v", mid, f)
 					}
 				case *xmap.Send:
-					ok[*xmap.SendResult](t, r) // bob's own send to bob: fine
+					xmaptest.OK[*xmap.SendResult](t, r) // bob's own send to bob: fine
 				case *xmap.GetAccount:
 					// Names no account: bob gets his own, never alice's.
-					if acct := ok[*xmap.GetAccountResult](t, r).Account; acct.Address != "bob@example.org" || string(acct.PublicKey) != "key of bob@example.org" {
+					if acct := xmaptest.OK[*xmap.GetAccountResult](t, r).Account; acct.Address != "bob@example.org" || string(acct.PublicKey) != "key of bob@example.org" {
 						t.Errorf("bob's get-account returned %s with key %q", acct.Address, acct.PublicKey)
 					}
 				default:
-					fails(t, r, xmap.CodeNotFound)
+					xmaptest.Fails(t, r, xmap.CodeNotFound)
 				}
 			}
 		}
 		// Bob's own message cannot go into alice's folder either.
-		fails(t, b.one(&xmap.Move{Folder: byID(fid), IDs: []string{own}}), xmap.CodeNotFound)
-		fails(t, b.one(&xmap.Copy{Folder: byID(fid), IDs: []string{own}}), xmap.CodeNotFound)
-		fails(t, b.one(&xmap.Append{Folder: byID(fid), Body: []byte("x")}), xmap.CodeNotFound)
+		xmaptest.Fails(t, b.one(&xmap.Move{Folder: byID(fid), IDs: []string{own}}), xmap.CodeNotFound)
+		xmaptest.Fails(t, b.one(&xmap.Copy{Folder: byID(fid), IDs: []string{own}}), xmap.CodeNotFound)
+		xmaptest.Fails(t, b.one(&xmap.Append{Folder: byID(fid), Body: []byte("x")}), xmap.CodeNotFound)
 	}
 	// By name: alice's folder "Secret" does not exist for bob.
 	for _, c := range []xmap.Command{
@@ -327,7 +328,7 @@ func TestIsolation(t *testing.T) {
 		&xmap.Expunge{Folder: byName("Secret")},
 		&xmap.Move{Folder: byName("Secret"), IDs: []string{own}},
 	} {
-		fails(t, b.one(c), xmap.CodeNotFound)
+		xmaptest.Fails(t, b.one(c), xmap.CodeNotFound)
 	}
 	// Bob's listings and changes show nothing of alice's.
 	for name := range b.folders() {
@@ -335,7 +336,7 @@ func TestIsolation(t *testing.T) {
 			t.Error("bob sees alice's folder")
 		}
 	}
-	c := ok[*xmap.ChangesResult](t, b.one(&xmap.Changes{Since: "0", MaxChanges: xmap.MaxChanges}))
+	c := xmaptest.OK[*xmap.ChangesResult](t, b.one(&xmap.Changes{Since: "0", MaxChanges: xmap.MaxChanges}))
 	aliceIDs := append(slices.Clone(aliceFolderIDs), msg, trashed, contact, secret.ID)
 	for _, list := range [][]xmap.ObjectRef{c.Created, c.Updated, c.Destroyed} {
 		for _, o := range list {
@@ -344,7 +345,7 @@ func TestIsolation(t *testing.T) {
 			}
 		}
 	}
-	if got := ok[*xmap.ListContactsResult](t, b.one(&xmap.ListContacts{})); len(got.Contacts) != 0 {
+	if got := xmaptest.OK[*xmap.ListContactsResult](t, b.one(&xmap.ListContacts{})); len(got.Contacts) != 0 {
 		t.Errorf("bob lists contacts %+v", got.Contacts)
 	}
 	// Nothing of alice's changed.
@@ -455,8 +456,8 @@ func TestBackendWriterMisuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fails(t, resp.Responses[0], xmap.CodeInternal)
-	fails(t, resp.Responses[1], xmap.CodeInternal)
+	xmaptest.Fails(t, resp.Responses[0], xmap.CodeInternal)
+	xmaptest.Fails(t, resp.Responses[1], xmap.CodeInternal)
 }
 
 // greedyBackend writes more than it was asked for.
@@ -509,8 +510,8 @@ func TestCorruptData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fails(t, resp.Responses[0], xmap.CodeInternal)
-	fails(t, resp.Responses[1], xmap.CodeInternal)
-	fails(t, resp.Responses[2], xmap.CodeInternal)
-	ok[*xmap.ListFoldersResult](t, resp.Responses[3])
+	xmaptest.Fails(t, resp.Responses[0], xmap.CodeInternal)
+	xmaptest.Fails(t, resp.Responses[1], xmap.CodeInternal)
+	xmaptest.Fails(t, resp.Responses[2], xmap.CodeInternal)
+	xmaptest.OK[*xmap.ListFoldersResult](t, resp.Responses[3])
 }

@@ -25,51 +25,51 @@ func testFolders(w *world) {
 			t.Errorf("system folder %s: %+v", sf.Name, f)
 		}
 	}
-	res := ok[*xmap.ListFoldersResult](t, a.one(&xmap.ListFolders{}))
+	res := OK[*xmap.ListFoldersResult](t, a.one(&xmap.ListFolders{}))
 	for i, sf := range xmap.SystemFolders {
 		if res.Folders[i].Name != sf.Name {
 			t.Errorf("folder %d is %s, want %s: system folders first, in order", i, res.Folders[i].Name, sf.Name)
 		}
 	}
-	p := ok[*xmap.CreateFolderResult](t, a.one(&xmap.CreateFolder{FolderName: "Projects"})).Folder
-	fails(t, a.one(&xmap.CreateFolder{FolderName: "Projects"}), xmap.CodeConflict)
-	fails(t, a.one(&xmap.CreateFolder{FolderName: "trash"}), xmap.CodeConflict)
-	ok[*xmap.CreateFolderResult](t, a.one(&xmap.CreateFolder{FolderName: "Two"}))
-	fails(t, a.one(&xmap.CreateFolder{FolderName: "Three"}), xmap.CodeOverQuota)
+	p := OK[*xmap.CreateFolderResult](t, a.one(&xmap.CreateFolder{FolderName: "Projects"})).Folder
+	Fails(t, a.one(&xmap.CreateFolder{FolderName: "Projects"}), xmap.CodeConflict)
+	Fails(t, a.one(&xmap.CreateFolder{FolderName: "trash"}), xmap.CodeConflict)
+	OK[*xmap.CreateFolderResult](t, a.one(&xmap.CreateFolder{FolderName: "Two"}))
+	Fails(t, a.one(&xmap.CreateFolder{FolderName: "Three"}), xmap.CodeOverQuota)
 	var names []string
-	for _, f := range ok[*xmap.ListFoldersResult](t, a.one(&xmap.ListFolders{})).Folders {
+	for _, f := range OK[*xmap.ListFoldersResult](t, a.one(&xmap.ListFolders{})).Folders {
 		names = append(names, f.Name)
 	}
 	if !slices.Equal(names, []string{"INBOX", "Sent", "Drafts", "Trash", "Junk", "Projects", "Two"}) {
 		t.Errorf("folders %v: system ones, then the others by name", names)
 	}
 
-	r := ok[*xmap.RenameFolderResult](t, a.one(&xmap.RenameFolder{Folder: byID(p.ID), NewName: "Work"})).Folder
+	r := OK[*xmap.RenameFolderResult](t, a.one(&xmap.RenameFolder{Folder: byID(p.ID), NewName: "Work"})).Folder
 	if r.ID != p.ID || r.Name != "Work" {
 		t.Errorf("renamed %+v", r)
 	}
 	before := a.state()
-	if r := ok[*xmap.RenameFolderResult](t, a.one(&xmap.RenameFolder{Folder: byName("Work"), NewName: "Work"})).Folder; r.ID != p.ID || a.state() != before {
+	if r := OK[*xmap.RenameFolderResult](t, a.one(&xmap.RenameFolder{Folder: byName("Work"), NewName: "Work"})).Folder; r.ID != p.ID || a.state() != before {
 		t.Errorf("rename to the same name: %+v, state %s → %s", r, before, a.state())
 	}
-	fails(t, a.one(&xmap.RenameFolder{Folder: byName("Work"), NewName: "Two"}), xmap.CodeConflict)
-	fails(t, a.one(&xmap.RenameFolder{Folder: byName("Work"), NewName: "Junk"}), xmap.CodeConflict)
-	fails(t, a.one(&xmap.RenameFolder{Folder: byName("Projects"), NewName: "X"}), xmap.CodeNotFound)
+	Fails(t, a.one(&xmap.RenameFolder{Folder: byName("Work"), NewName: "Two"}), xmap.CodeConflict)
+	Fails(t, a.one(&xmap.RenameFolder{Folder: byName("Work"), NewName: "Junk"}), xmap.CodeConflict)
+	Fails(t, a.one(&xmap.RenameFolder{Folder: byName("Projects"), NewName: "X"}), xmap.CodeNotFound)
 	for _, sf := range xmap.SystemFolders {
-		fails(t, a.one(&xmap.RenameFolder{Folder: byName(sf.Name), NewName: "X"}), xmap.CodeDenied)
-		fails(t, a.one(&xmap.DeleteFolder{Folder: byName(sf.Name)}), xmap.CodeDenied)
+		Fails(t, a.one(&xmap.RenameFolder{Folder: byName(sf.Name), NewName: "X"}), xmap.CodeDenied)
+		Fails(t, a.one(&xmap.DeleteFolder{Folder: byName(sf.Name)}), xmap.CodeDenied)
 	}
 	for _, id := range []string{"0", "-1", "x", "99999999999999999999"} {
-		fails(t, a.one(&xmap.RenameFolder{Folder: byID(id), NewName: "X"}), xmap.CodeNotFound)
+		Fails(t, a.one(&xmap.RenameFolder{Folder: byID(id), NewName: "X"}), xmap.CodeNotFound)
 	}
 
 	// Deleting a folder moves its messages to Trash.
 	id := w.deliver(alice, "m1")
-	ok[*xmap.MoveResult](t, a.one(&xmap.Move{Folder: byName("Work"), IDs: []string{id}}))
+	OK[*xmap.MoveResult](t, a.one(&xmap.Move{Folder: byName("Work"), IDs: []string{id}}))
 	if fs := a.folders(); fs["Work"].Total != 1 || fs["Work"].Unseen != 1 || fs["INBOX"].Total != 0 {
 		t.Errorf("counts after move: %+v", fs)
 	}
-	ok[*xmap.DeleteFolderResult](t, a.one(&xmap.DeleteFolder{Folder: byID(p.ID)}))
+	OK[*xmap.DeleteFolderResult](t, a.one(&xmap.DeleteFolder{Folder: byID(p.ID)}))
 	fs = a.folders()
 	if _, there := fs["Work"]; there || fs["Trash"].Total != 1 || fs["Trash"].Unseen != 1 {
 		t.Errorf("after delete: %+v", fs)
@@ -77,7 +77,7 @@ func testFolders(w *world) {
 	if m := a.message(id); m.FolderID != fs["Trash"].ID {
 		t.Errorf("message in %s", m.FolderID)
 	}
-	fails(t, a.one(&xmap.DeleteFolder{Folder: byID(p.ID)}), xmap.CodeNotFound)
+	Fails(t, a.one(&xmap.DeleteFolder{Folder: byID(p.ID)}), xmap.CodeNotFound)
 }
 
 func testListMessagesPaging(w *world) {
@@ -99,7 +99,7 @@ func testListMessagesPaging(w *world) {
 			if pages > 20 {
 				t.Fatal("paging does not end")
 			}
-			res := ok[*xmap.ListMessagesResult](t, a.one(&xmap.ListMessages{Folder: byName("INBOX"), Sort: sort, Limit: 3, Cursor: cursor}))
+			res := OK[*xmap.ListMessagesResult](t, a.one(&xmap.ListMessages{Folder: byName("INBOX"), Sort: sort, Limit: 3, Cursor: cursor}))
 			if len(res.Messages) > 3 || res.Total < len(want) || res.FolderID != a.folders()["INBOX"].ID {
 				t.Fatalf("page %+v", res)
 			}
@@ -138,12 +138,12 @@ func testListMessagesPaging(w *world) {
 	if exp := append(slices.Clone(desc), old); !slices.Equal(got, exp) {
 		t.Errorf("listing with arrivals: %v, want %v", got, exp)
 	}
-	fails(t, a.one(&xmap.ListMessages{Folder: byName("INBOX"), Cursor: "bogus"}), xmap.CodeBadRequest)
-	res := ok[*xmap.ListMessagesResult](t, a.one(&xmap.ListMessages{Folder: byName("INBOX"), Sort: xmap.SortReceivedAsc, Limit: 1}))
-	fails(t, a.one(&xmap.ListMessages{Folder: byName("INBOX"), Sort: xmap.SortReceivedDesc, Cursor: res.NextCursor}), xmap.CodeBadRequest)
-	fails(t, a.one(&xmap.ListMessages{Folder: byName("Sent"), Sort: xmap.SortReceivedAsc, Cursor: res.NextCursor}), xmap.CodeBadRequest)
-	fails(t, a.one(&xmap.ListMessages{Folder: byName("Nope")}), xmap.CodeNotFound)
-	if res := ok[*xmap.ListMessagesResult](t, a.one(&xmap.ListMessages{Folder: byName("Junk")})); len(res.Messages) != 0 || res.Total != 0 || res.NextCursor != "" || res.State != a.state() {
+	Fails(t, a.one(&xmap.ListMessages{Folder: byName("INBOX"), Cursor: "bogus"}), xmap.CodeBadRequest)
+	res := OK[*xmap.ListMessagesResult](t, a.one(&xmap.ListMessages{Folder: byName("INBOX"), Sort: xmap.SortReceivedAsc, Limit: 1}))
+	Fails(t, a.one(&xmap.ListMessages{Folder: byName("INBOX"), Sort: xmap.SortReceivedDesc, Cursor: res.NextCursor}), xmap.CodeBadRequest)
+	Fails(t, a.one(&xmap.ListMessages{Folder: byName("Sent"), Sort: xmap.SortReceivedAsc, Cursor: res.NextCursor}), xmap.CodeBadRequest)
+	Fails(t, a.one(&xmap.ListMessages{Folder: byName("Nope")}), xmap.CodeNotFound)
+	if res := OK[*xmap.ListMessagesResult](t, a.one(&xmap.ListMessages{Folder: byName("Junk")})); len(res.Messages) != 0 || res.Total != 0 || res.NextCursor != "" || res.State != a.state() {
 		t.Errorf("empty folder: %+v", res)
 	}
 }
@@ -155,11 +155,11 @@ func testMessages(w *world) {
 	m2 := w.deliver(alice, "two")
 
 	// Fetch parts.
-	f := ok[*xmap.FetchResult](t, a.one(&xmap.Fetch{IDs: []string{m1, "424242", m2, "x", "-1"}}))
+	f := OK[*xmap.FetchResult](t, a.one(&xmap.Fetch{IDs: []string{m1, "424242", m2, "x", "-1"}}))
 	if len(f.Messages) != 2 || string(f.Messages[0].Body) != "one" || f.Messages[0].Summary != nil || !slices.Equal(f.NotFound, []string{"424242", "x", "-1"}) {
 		t.Errorf("fetch %+v", f)
 	}
-	f = ok[*xmap.FetchResult](t, a.one(&xmap.Fetch{IDs: []string{m2}, Parts: xmap.PartSummary}))
+	f = OK[*xmap.FetchResult](t, a.one(&xmap.Fetch{IDs: []string{m2}, Parts: xmap.PartSummary}))
 	if string(f.Messages[0].Summary) != "summary of two" || f.Messages[0].Body != nil || f.Messages[0].Size != 3 {
 		t.Errorf("fetch summary %+v", f)
 	}
@@ -168,8 +168,8 @@ func testMessages(w *world) {
 	upd := func(action xmap.FlagAction, flags []xmap.Flag, ids ...string) xmap.Response {
 		return a.one(&xmap.UpdateFlags{Action: action, Flags: flags, IDs: ids})
 	}
-	ok[*xmap.UpdateFlagsResult](t, upd(xmap.FlagsAdd, []xmap.Flag{xmap.FlagSeen, "$work", xmap.FlagFlagged}, m1, m2))
-	ok[*xmap.UpdateFlagsResult](t, upd(xmap.FlagsRemove, []xmap.Flag{xmap.FlagFlagged}, m2))
+	OK[*xmap.UpdateFlagsResult](t, upd(xmap.FlagsAdd, []xmap.Flag{xmap.FlagSeen, "$work", xmap.FlagFlagged}, m1, m2))
+	OK[*xmap.UpdateFlagsResult](t, upd(xmap.FlagsRemove, []xmap.Flag{xmap.FlagFlagged}, m2))
 	if g := flagsOf(a.message(m1)); g != `\Seen \Flagged $work` {
 		t.Errorf("m1 flags %q", g)
 	}
@@ -181,8 +181,8 @@ func testMessages(w *world) {
 	}
 	// Atomic: one unknown id, nothing changes.
 	before := a.state()
-	fails(t, upd(xmap.FlagsAdd, []xmap.Flag{xmap.FlagAnswered}, m1, "999999"), xmap.CodeNotFound)
-	fails(t, upd(xmap.FlagsAdd, []xmap.Flag{xmap.FlagAnswered}, m1, "nonsense"), xmap.CodeNotFound)
+	Fails(t, upd(xmap.FlagsAdd, []xmap.Flag{xmap.FlagAnswered}, m1, "999999"), xmap.CodeNotFound)
+	Fails(t, upd(xmap.FlagsAdd, []xmap.Flag{xmap.FlagAnswered}, m1, "nonsense"), xmap.CodeNotFound)
 	if a.state() != before || flagsOf(a.message(m1)) != `\Seen \Flagged $work` {
 		t.Error("failed update-flags changed something")
 	}
@@ -190,10 +190,10 @@ func testMessages(w *world) {
 	for i := 0; i < xmap.MaxFlags; i++ {
 		many = append(many, xmap.Flag(fmt.Sprintf("k%d", i)))
 	}
-	fails(t, upd(xmap.FlagsAdd, many, m1), xmap.CodeLimitExceeded)
+	Fails(t, upd(xmap.FlagsAdd, many, m1), xmap.CodeLimitExceeded)
 
 	// Copy, then delete to Trash, delete again (\Deleted), expunge.
-	cp := ok[*xmap.CopyResult](t, a.one(&xmap.Copy{Folder: byName("Drafts"), IDs: []string{m1}}))
+	cp := OK[*xmap.CopyResult](t, a.one(&xmap.Copy{Folder: byName("Drafts"), IDs: []string{m1}}))
 	if len(cp.Copies) != 1 || cp.Copies[0].From != m1 || cp.Copies[0].ID == m1 {
 		t.Fatalf("copy %+v", cp)
 	}
@@ -202,66 +202,66 @@ func testMessages(w *world) {
 		t.Errorf("copy %+v", m)
 	}
 	before = a.state()
-	fails(t, a.one(&xmap.Copy{Folder: byName("Drafts"), IDs: []string{m1, "999999"}}), xmap.CodeNotFound)
-	fails(t, a.one(&xmap.Move{Folder: byName("Drafts"), IDs: []string{m1, "999999"}}), xmap.CodeNotFound)
-	fails(t, a.one(&xmap.Delete{IDs: []string{m1, "999999"}}), xmap.CodeNotFound)
+	Fails(t, a.one(&xmap.Copy{Folder: byName("Drafts"), IDs: []string{m1, "999999"}}), xmap.CodeNotFound)
+	Fails(t, a.one(&xmap.Move{Folder: byName("Drafts"), IDs: []string{m1, "999999"}}), xmap.CodeNotFound)
+	Fails(t, a.one(&xmap.Delete{IDs: []string{m1, "999999"}}), xmap.CodeNotFound)
 	if a.state() != before || len(a.list(byName("Drafts"))) != 1 {
 		t.Error("a failed copy, move or delete changed something")
 	}
-	ok[*xmap.DeleteResult](t, a.one(&xmap.Delete{IDs: []string{m1, c1}}))
+	OK[*xmap.DeleteResult](t, a.one(&xmap.Delete{IDs: []string{m1, c1}}))
 	trash := a.folders()["Trash"]
 	if trash.Total != 2 || a.message(m1).FolderID != trash.ID || slices.Contains(a.message(m1).Flags, xmap.FlagDeleted) {
 		t.Errorf("after first delete: %+v %+v", trash, a.message(m1))
 	}
-	if n := ok[*xmap.ExpungeResult](t, a.one(&xmap.Expunge{Folder: byName("Trash")})).Count; n != 0 {
+	if n := OK[*xmap.ExpungeResult](t, a.one(&xmap.Expunge{Folder: byName("Trash")})).Count; n != 0 {
 		t.Errorf("expunged %d without \\Deleted", n)
 	}
-	ok[*xmap.DeleteResult](t, a.one(&xmap.Delete{IDs: []string{m1, c1}}))
+	OK[*xmap.DeleteResult](t, a.one(&xmap.Delete{IDs: []string{m1, c1}}))
 	if !slices.Contains(a.message(m1).Flags, xmap.FlagDeleted) {
 		t.Error("second delete did not set \\Deleted")
 	}
 	// replace keeps \Deleted; moving out of Trash clears it.
-	ok[*xmap.UpdateFlagsResult](t, upd(xmap.FlagsReplace, nil, c1))
+	OK[*xmap.UpdateFlagsResult](t, upd(xmap.FlagsReplace, nil, c1))
 	if g := flagsOf(a.message(c1)); g != `\Deleted` {
 		t.Errorf("replace: %q", g)
 	}
-	ok[*xmap.MoveResult](t, a.one(&xmap.Move{Folder: byName("INBOX"), IDs: []string{c1}}))
+	OK[*xmap.MoveResult](t, a.one(&xmap.Move{Folder: byName("INBOX"), IDs: []string{c1}}))
 	if g := a.message(c1); len(g.Flags) != 0 || g.FolderID != a.folders()["INBOX"].ID {
 		t.Errorf("moved out of Trash: %+v", g)
 	}
-	if n := ok[*xmap.ExpungeResult](t, a.one(&xmap.Expunge{Folder: byName("Trash")})).Count; n != 1 {
+	if n := OK[*xmap.ExpungeResult](t, a.one(&xmap.Expunge{Folder: byName("Trash")})).Count; n != 1 {
 		t.Errorf("expunged %d, want 1", n)
 	}
-	f = ok[*xmap.FetchResult](t, a.one(&xmap.Fetch{IDs: []string{m1}}))
+	f = OK[*xmap.FetchResult](t, a.one(&xmap.Fetch{IDs: []string{m1}}))
 	if len(f.Messages) != 0 || len(f.NotFound) != 1 {
 		t.Errorf("expunged message still fetched: %+v", f)
 	}
-	fails(t, a.one(&xmap.Move{Folder: byName("Nope"), IDs: []string{m2}}), xmap.CodeNotFound)
-	fails(t, a.one(&xmap.Expunge{Folder: byName("Nope")}), xmap.CodeNotFound)
+	Fails(t, a.one(&xmap.Move{Folder: byName("Nope"), IDs: []string{m2}}), xmap.CodeNotFound)
+	Fails(t, a.one(&xmap.Expunge{Folder: byName("Nope")}), xmap.CodeNotFound)
 
 	// Append.
 	at := time.Date(2024, 12, 24, 18, 0, 0, 0, time.UTC)
-	ap := ok[*xmap.AppendResult](t, a.one(&xmap.Append{Folder: byName("Drafts"), Flags: []xmap.Flag{xmap.FlagDraft, xmap.FlagSeen}, Received: at, Body: []byte("draft"), Summary: []byte("sum")}))
+	ap := OK[*xmap.AppendResult](t, a.one(&xmap.Append{Folder: byName("Drafts"), Flags: []xmap.Flag{xmap.FlagDraft, xmap.FlagSeen}, Received: at, Body: []byte("draft"), Summary: []byte("sum")}))
 	if m := ap.Message; flagsOf(m) != `\Seen \Draft` || !m.Received.Equal(at) || m.Size != 5 || m.Summary != nil || m.FolderID != a.folders()["Drafts"].ID {
 		t.Errorf("append %+v", m)
 	}
 	if m := a.message(ap.Message.ID); string(m.Body) != "draft" || string(m.Summary) != "sum" {
 		t.Errorf("appended %+v", m)
 	}
-	fails(t, a.one(&xmap.Append{Folder: byName("Nope"), Body: []byte("x")}), xmap.CodeNotFound)
+	Fails(t, a.one(&xmap.Append{Folder: byName("Nope"), Body: []byte("x")}), xmap.CodeNotFound)
 }
 
 func testQuota(w *world) {
 	t := w.t
 	a := w.user(alice)
 	r := a.one(&xmap.Append{Folder: byName("INBOX"), Body: bytes.Repeat([]byte("x"), 60)})
-	m := ok[*xmap.AppendResult](t, r).Message
-	fails(t, a.one(&xmap.Append{Folder: byName("INBOX"), Body: bytes.Repeat([]byte("x"), 60)}), xmap.CodeOverQuota)
-	fails(t, a.one(&xmap.Copy{Folder: byName("INBOX"), IDs: []string{m.ID}}), xmap.CodeOverQuota)
-	fails(t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: bytes.Repeat([]byte("c"), 41)}}), xmap.CodeOverQuota)
-	ok[*xmap.DeleteResult](t, a.do(&xmap.Delete{IDs: []string{m.ID}}, &xmap.Delete{IDs: []string{m.ID}})[1])
-	ok[*xmap.ExpungeResult](t, a.one(&xmap.Expunge{Folder: byName("Trash")}))
-	ok[*xmap.AppendResult](t, a.one(&xmap.Append{Folder: byName("INBOX"), Body: bytes.Repeat([]byte("x"), 60)}))
+	m := OK[*xmap.AppendResult](t, r).Message
+	Fails(t, a.one(&xmap.Append{Folder: byName("INBOX"), Body: bytes.Repeat([]byte("x"), 60)}), xmap.CodeOverQuota)
+	Fails(t, a.one(&xmap.Copy{Folder: byName("INBOX"), IDs: []string{m.ID}}), xmap.CodeOverQuota)
+	Fails(t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: bytes.Repeat([]byte("c"), 41)}}), xmap.CodeOverQuota)
+	OK[*xmap.DeleteResult](t, a.do(&xmap.Delete{IDs: []string{m.ID}}, &xmap.Delete{IDs: []string{m.ID}})[1])
+	OK[*xmap.ExpungeResult](t, a.one(&xmap.Expunge{Folder: byName("Trash")}))
+	OK[*xmap.AppendResult](t, a.one(&xmap.Append{Folder: byName("INBOX"), Body: bytes.Repeat([]byte("x"), 60)}))
 }
 
 func testContacts(w *world) {
@@ -269,22 +269,22 @@ func testContacts(w *world) {
 	a := w.user(alice)
 	var ids []string
 	for i := 0; i < 5; i++ {
-		r := ok[*xmap.PutContactResult](t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: []byte(fmt.Sprint("c", i))}}))
+		r := OK[*xmap.PutContactResult](t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: []byte(fmt.Sprint("c", i))}}))
 		ids = append(ids, r.ID)
 	}
-	if r := ok[*xmap.PutContactResult](t, a.one(&xmap.PutContact{Contact: xmap.Contact{ID: ids[1], Data: []byte("new")}})); r.ID != ids[1] {
+	if r := OK[*xmap.PutContactResult](t, a.one(&xmap.PutContact{Contact: xmap.Contact{ID: ids[1], Data: []byte("new")}})); r.ID != ids[1] {
 		t.Errorf("replace gave %s", r.ID)
 	}
-	fails(t, a.one(&xmap.PutContact{Contact: xmap.Contact{ID: "777777", Data: []byte("x")}}), xmap.CodeNotFound)
-	fails(t, a.one(&xmap.PutContact{Contact: xmap.Contact{ID: "c1", Data: []byte("x")}}), xmap.CodeNotFound)
-	ok[*xmap.DeleteContactResult](t, a.one(&xmap.DeleteContact{ID: ids[3]}))
-	fails(t, a.one(&xmap.DeleteContact{ID: ids[3]}), xmap.CodeNotFound)
-	fails(t, a.one(&xmap.DeleteContact{ID: "nope"}), xmap.CodeNotFound)
+	Fails(t, a.one(&xmap.PutContact{Contact: xmap.Contact{ID: "777777", Data: []byte("x")}}), xmap.CodeNotFound)
+	Fails(t, a.one(&xmap.PutContact{Contact: xmap.Contact{ID: "c1", Data: []byte("x")}}), xmap.CodeNotFound)
+	OK[*xmap.DeleteContactResult](t, a.one(&xmap.DeleteContact{ID: ids[3]}))
+	Fails(t, a.one(&xmap.DeleteContact{ID: ids[3]}), xmap.CodeNotFound)
+	Fails(t, a.one(&xmap.DeleteContact{ID: "nope"}), xmap.CodeNotFound)
 
 	var got []string
 	cursor := ""
 	for {
-		res := ok[*xmap.ListContactsResult](t, a.one(&xmap.ListContacts{Limit: 2, Cursor: cursor}))
+		res := OK[*xmap.ListContactsResult](t, a.one(&xmap.ListContacts{Limit: 2, Cursor: cursor}))
 		if res.State != a.state() {
 			t.Errorf("list-contacts state %s, want %s", res.State, a.state())
 		}
@@ -299,7 +299,7 @@ func testContacts(w *world) {
 	if !slices.Equal(got, want) {
 		t.Errorf("contacts %v, want %v", got, want)
 	}
-	fails(t, a.one(&xmap.ListContacts{Cursor: "x"}), xmap.CodeBadRequest)
+	Fails(t, a.one(&xmap.ListContacts{Cursor: "x"}), xmap.CodeBadRequest)
 }
 
 func testChangesAndWait(w *world) {
@@ -310,12 +310,12 @@ func testChangesAndWait(w *world) {
 	m2 := w.deliver(alice, "two")
 	s1 := a.state()
 	m3 := w.deliver(alice, "three")
-	ok[*xmap.UpdateFlagsResult](t, a.one(&xmap.UpdateFlags{Action: xmap.FlagsAdd, Flags: []xmap.Flag{xmap.FlagSeen}, IDs: []string{m1}}))
+	OK[*xmap.UpdateFlagsResult](t, a.one(&xmap.UpdateFlags{Action: xmap.FlagsAdd, Flags: []xmap.Flag{xmap.FlagSeen}, IDs: []string{m1}}))
 	a.do(&xmap.Delete{IDs: []string{m2}}, &xmap.Delete{IDs: []string{m2}}, &xmap.Expunge{Folder: byName("Trash")})
-	folder := ok[*xmap.CreateFolderResult](t, a.one(&xmap.CreateFolder{FolderName: "F"})).Folder
-	contact := ok[*xmap.PutContactResult](t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: []byte("c")}})).ID
+	folder := OK[*xmap.CreateFolderResult](t, a.one(&xmap.CreateFolder{FolderName: "F"})).Folder
+	contact := OK[*xmap.PutContactResult](t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: []byte("c")}})).ID
 
-	c := ok[*xmap.ChangesResult](t, a.one(&xmap.Changes{Since: s1}))
+	c := OK[*xmap.ChangesResult](t, a.one(&xmap.Changes{Since: s1}))
 	if c.HasMore || c.State != a.state() ||
 		!slices.Equal(refs(c.Created), refs([]xmap.ObjectRef{ref(xmap.KindMessage, m3), ref(xmap.KindFolder, folder.ID), ref(xmap.KindContact, contact)})) ||
 		!slices.Equal(refs(c.Updated), []string{"message:" + m1}) ||
@@ -329,7 +329,7 @@ func testChangesAndWait(w *world) {
 	state, rounds := s0, 0
 	for {
 		rounds++
-		c := ok[*xmap.ChangesResult](t, a.one(&xmap.Changes{Since: state, MaxChanges: 2}))
+		c := OK[*xmap.ChangesResult](t, a.one(&xmap.Changes{Since: state, MaxChanges: 2}))
 		if n := len(c.Created) + len(c.Updated) + len(c.Destroyed); n > 2 || (c.HasMore && n == 0) {
 			t.Fatalf("page of %d changes: %+v", n, c)
 		}
@@ -352,12 +352,12 @@ func testChangesAndWait(w *world) {
 	if exp := refs([]xmap.ObjectRef{ref(xmap.KindMessage, m1), ref(xmap.KindMessage, m3), ref(xmap.KindFolder, folder.ID), ref(xmap.KindContact, contact)}); rounds < 3 || state != a.state() || !slices.Equal(final, exp) {
 		t.Errorf("paged changes from %s: have %v, want %v, after %d rounds", s0, final, exp, rounds)
 	}
-	c = ok[*xmap.ChangesResult](t, a.one(&xmap.Changes{Since: a.state()}))
+	c = OK[*xmap.ChangesResult](t, a.one(&xmap.Changes{Since: a.state()}))
 	if c.HasMore || len(c.Created)+len(c.Updated)+len(c.Destroyed) != 0 || c.State != a.state() {
 		t.Errorf("changes since now: %+v", c)
 	}
-	fails(t, a.one(&xmap.Changes{Since: "99999"}), xmap.CodeResyncRequired)
-	fails(t, a.one(&xmap.Changes{Since: "abc"}), xmap.CodeResyncRequired)
+	Fails(t, a.one(&xmap.Changes{Since: "99999"}), xmap.CodeResyncRequired)
+	Fails(t, a.one(&xmap.Changes{Since: "abc"}), xmap.CodeResyncRequired)
 
 	// A request that changes nothing moves no state.
 	now := a.state()
@@ -369,20 +369,20 @@ func testChangesAndWait(w *world) {
 	}
 
 	// Wait.
-	if r := ok[*xmap.WaitResult](t, a.one(&xmap.Wait{Since: now, Timeout: 0})); r.Changed || r.State != now {
+	if r := OK[*xmap.WaitResult](t, a.one(&xmap.Wait{Since: now, Timeout: 0})); r.Changed || r.State != now {
 		t.Errorf("wait 0: %+v", r)
 	}
-	if r := ok[*xmap.WaitResult](t, a.one(&xmap.Wait{Since: s0, Timeout: xmap.MaxWaitSeconds})); !r.Changed || r.State != now {
+	if r := OK[*xmap.WaitResult](t, a.one(&xmap.Wait{Since: s0, Timeout: xmap.MaxWaitSeconds})); !r.Changed || r.State != now {
 		t.Errorf("wait on an old state: %+v", r)
 	}
-	if r := ok[*xmap.WaitResult](t, a.one(&xmap.Wait{Since: now, Timeout: 1})); r.Changed || r.State != now {
+	if r := OK[*xmap.WaitResult](t, a.one(&xmap.Wait{Since: now, Timeout: 1})); r.Changed || r.State != now {
 		t.Errorf("wait timing out: %+v", r)
 	}
 	// Woken by a delivery, and by another session's request.
 	for i, change := range []func(){
 		func() { w.deliver(alice, "wake up") },
 		func() {
-			ok[*xmap.PutContactResult](t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: []byte("d")}}))
+			OK[*xmap.PutContactResult](t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: []byte("d")}}))
 		},
 	} {
 		now := a.state()
@@ -391,7 +391,7 @@ func testChangesAndWait(w *world) {
 			done <- a.one(&xmap.Wait{Since: now, Timeout: xmap.MaxWaitSeconds})
 		}()
 		change()
-		if r := ok[*xmap.WaitResult](t, <-done); !r.Changed || r.State == now || r.State != a.state() {
+		if r := OK[*xmap.WaitResult](t, <-done); !r.Changed || r.State == now || r.State != a.state() {
 			t.Errorf("wait %d woken: %+v", i, r)
 		}
 	}
@@ -408,12 +408,12 @@ func testBatch(w *world) {
 		&xmap.RenameFolder{Folder: byName("A"), NewName: "B"},
 		&xmap.ListFolders{},
 	)
-	ok[*xmap.CreateFolderResult](t, rs[0])
-	fails(t, rs[1], xmap.CodeNotFound)
-	fails(t, rs[2], xmap.CodeConflict)
-	ok[*xmap.RenameFolderResult](t, rs[3])
+	OK[*xmap.CreateFolderResult](t, rs[0])
+	Fails(t, rs[1], xmap.CodeNotFound)
+	Fails(t, rs[2], xmap.CodeConflict)
+	OK[*xmap.RenameFolderResult](t, rs[3])
 	var names []string
-	for _, f := range ok[*xmap.ListFoldersResult](t, rs[4]).Folders {
+	for _, f := range OK[*xmap.ListFoldersResult](t, rs[4]).Folders {
 		names = append(names, f.Name)
 	}
 	if !slices.Equal(names, []string{"INBOX", "Sent", "Drafts", "Trash", "Junk", "B"}) {
@@ -430,21 +430,21 @@ func testIsolation(w *world) {
 	a := w.user(alice)
 	b := w.user(bob)
 	ctx := context.Background()
-	ok[*xmap.CreateFolderResult](t, a.one(&xmap.CreateFolder{FolderName: "Secret"}))
-	ok[*xmap.CreateFolderResult](t, a.one(&xmap.CreateFolder{FolderName: "Other"}))
+	OK[*xmap.CreateFolderResult](t, a.one(&xmap.CreateFolder{FolderName: "Secret"}))
+	OK[*xmap.CreateFolderResult](t, a.one(&xmap.CreateFolder{FolderName: "Other"}))
 	var msgs []string
 	for i := 0; i < 6; i++ {
 		msgs = append(msgs, w.deliver(alice, fmt.Sprintf("alice's mail %d", i)))
 	}
-	ok[*xmap.MoveResult](t, a.one(&xmap.Move{Folder: byName("Secret"), IDs: msgs[:2]}))
+	OK[*xmap.MoveResult](t, a.one(&xmap.Move{Folder: byName("Secret"), IDs: msgs[:2]}))
 	a.do(&xmap.Delete{IDs: msgs[2:3]}, &xmap.Delete{IDs: msgs[2:3]})
-	ok[*xmap.UpdateFlagsResult](t, a.one(&xmap.UpdateFlags{Action: xmap.FlagsAdd, Flags: []xmap.Flag{xmap.FlagSeen, "$secret"}, IDs: msgs[3:5]}))
+	OK[*xmap.UpdateFlagsResult](t, a.one(&xmap.UpdateFlags{Action: xmap.FlagsAdd, Flags: []xmap.Flag{xmap.FlagSeen, "$secret"}, IDs: msgs[3:5]}))
 	var contacts []string
 	for i := 0; i < 3; i++ {
-		contacts = append(contacts, ok[*xmap.PutContactResult](t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: []byte(fmt.Sprint("alice's friend ", i))}})).ID)
+		contacts = append(contacts, OK[*xmap.PutContactResult](t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: []byte(fmt.Sprint("alice's friend ", i))}})).ID)
 	}
 	own := w.deliver(bob, "bob's mail")
-	ok[*xmap.PutContactResult](t, b.one(&xmap.PutContact{Contact: xmap.Contact{Data: []byte("bob's friend")}}))
+	OK[*xmap.PutContactResult](t, b.one(&xmap.PutContact{Contact: xmap.Contact{Data: []byte("bob's friend")}}))
 
 	var aliceFolders []string
 	for _, f := range a.folders() {
@@ -484,7 +484,7 @@ func testIsolation(w *world) {
 	// is no longer one of alice's that bob lacks.
 	for _, mid := range slices.Backward(msgs) {
 		_, bobMsgs, _ := bobs()
-		f := ok[*xmap.FetchResult](t, b.one(&xmap.Fetch{IDs: []string{mid}, Parts: xmap.PartSummary | xmap.PartBody}))
+		f := OK[*xmap.FetchResult](t, b.one(&xmap.Fetch{IDs: []string{mid}, Parts: xmap.PartSummary | xmap.PartBody}))
 		for _, m := range f.Messages {
 			if bytes.Contains(m.Body, []byte("alice")) {
 				t.Errorf("bob fetched alice's message %s", mid)
@@ -567,7 +567,7 @@ func testIsolation(w *world) {
 			t.Errorf("bob lists alice's contact %s", c.ID)
 		}
 	}
-	c := ok[*xmap.ChangesResult](t, b.one(&xmap.Changes{Since: "0", MaxChanges: xmap.MaxChanges}))
+	c := OK[*xmap.ChangesResult](t, b.one(&xmap.Changes{Since: "0", MaxChanges: xmap.MaxChanges}))
 	var ids []string
 	for _, o := range slices.Concat(c.Created, c.Updated) {
 		if o.Kind == xmap.KindMessage {
@@ -575,13 +575,13 @@ func testIsolation(w *world) {
 		}
 	}
 	if len(ids) > 0 {
-		for _, m := range ok[*xmap.FetchResult](t, b.one(&xmap.Fetch{IDs: ids, Parts: xmap.PartSummary | xmap.PartBody})).Messages {
+		for _, m := range OK[*xmap.FetchResult](t, b.one(&xmap.Fetch{IDs: ids, Parts: xmap.PartSummary | xmap.PartBody})).Messages {
 			if bytes.Contains(m.Body, []byte("alice")) || bytes.Contains(m.Summary, []byte("alice")) {
 				t.Errorf("bob's changes lead to alice's message %s", m.ID)
 			}
 		}
 	}
-	if r := ok[*xmap.WaitResult](t, b.one(&xmap.Wait{Since: a.state(), Timeout: 0})); r.State != b.state() {
+	if r := OK[*xmap.WaitResult](t, b.one(&xmap.Wait{Since: a.state(), Timeout: 0})); r.State != b.state() {
 		t.Errorf("bob's wait answered %s, bob's state is %s", r.State, b.state())
 	}
 
@@ -610,7 +610,7 @@ func testFetchBudget(w *world) {
 	for i := 0; i < 8; i++ {
 		ids = append(ids, w.deliverAt(alice, body, []byte("s"), w.now.Add(time.Duration(i)*time.Second)))
 	}
-	f := ok[*xmap.FetchResult](t, a.one(&xmap.Fetch{IDs: ids}))
+	f := OK[*xmap.FetchResult](t, a.one(&xmap.Fetch{IDs: ids}))
 	if len(f.Messages) == 0 || len(f.Deferred) == 0 || len(f.Messages)+len(f.Deferred) != len(ids) || len(f.NotFound) != 0 {
 		t.Fatalf("fetched %d, deferred %v, not found %v", len(f.Messages), f.Deferred, f.NotFound)
 	}
@@ -619,7 +619,7 @@ func testFetchBudget(w *world) {
 		t.Errorf("fetched then deferred %v, want %v", got, ids)
 	}
 	// Summaries alone all fit.
-	if f := ok[*xmap.FetchResult](t, a.one(&xmap.Fetch{IDs: ids, Parts: xmap.PartSummary})); len(f.Messages) != len(ids) {
+	if f := OK[*xmap.FetchResult](t, a.one(&xmap.Fetch{IDs: ids, Parts: xmap.PartSummary})); len(f.Messages) != len(ids) {
 		t.Errorf("summaries: fetched %d, deferred %d", len(f.Messages), len(f.Deferred))
 	}
 
@@ -638,11 +638,11 @@ func testFetchBudget(w *world) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
-		if r := ok[*xmap.FetchResult](t, resp.Responses[i]); len(r.Messages) != 1 || !bytes.Equal(r.Messages[0].Body, big) {
+		if r := OK[*xmap.FetchResult](t, resp.Responses[i]); len(r.Messages) != 1 || !bytes.Equal(r.Messages[0].Body, big) {
 			t.Errorf("fetch %d: %d messages, deferred %v", i, len(r.Messages), r.Deferred)
 		}
 	}
-	fails(t, resp.Responses[2], xmap.CodeTooLarge)
+	Fails(t, resp.Responses[2], xmap.CodeTooLarge)
 	if _, there := a.folders()["Late"]; there {
 		t.Error("a request past the budget ran")
 	}

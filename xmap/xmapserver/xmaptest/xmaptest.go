@@ -124,27 +124,36 @@ func (s *session) raw(doc []byte) []byte {
 
 func (s *session) do(cmds ...xmap.Command) []xmap.Response {
 	s.w.t.Helper()
+	return Exchange(s.w.t, s.raw, cmds...)
+}
+
+// Exchange sends cmds as one XMAP document (request ids r0, r1, ...) through
+// handle, which returns the response document, and returns the responses. It
+// fails t when the response does not decode, the document is refused, or the
+// responses do not answer the requests one to one.
+func Exchange(t testing.TB, handle func(doc []byte) []byte, cmds ...xmap.Command) []xmap.Response {
+	t.Helper()
 	batch := &xmap.Batch{}
 	for i, c := range cmds {
 		batch.Requests = append(batch.Requests, xmap.Request{ID: fmt.Sprintf("r%d", i), Command: c})
 	}
 	var req bytes.Buffer
 	if err := xmap.EncodeRequest(&req, batch); err != nil {
-		s.w.t.Fatal(err)
+		t.Fatal(err)
 	}
-	resp, err := xmap.DecodeResponse(bytes.NewReader(s.raw(req.Bytes())))
+	resp, err := xmap.DecodeResponse(bytes.NewReader(handle(req.Bytes())))
 	if err != nil {
-		s.w.t.Fatalf("response does not decode: %v", err)
+		t.Fatalf("response does not decode: %v", err)
 	}
 	if resp.Error != nil {
-		s.w.t.Fatalf("document refused: %v", resp.Error)
+		t.Fatalf("document refused: %v", resp.Error)
 	}
 	if len(resp.Responses) != len(cmds) {
-		s.w.t.Fatalf("%d responses for %d requests", len(resp.Responses), len(cmds))
+		t.Fatalf("%d responses for %d requests", len(resp.Responses), len(cmds))
 	}
 	for i, r := range resp.Responses {
 		if r.ID != batch.Requests[i].ID || r.Name != cmds[i].Name() {
-			s.w.t.Fatalf("response %d is %s %q, want %s %q", i, r.Name, r.ID, cmds[i].Name(), batch.Requests[i].ID)
+			t.Fatalf("response %d is %s %q, want %s %q", i, r.Name, r.ID, cmds[i].Name(), batch.Requests[i].ID)
 		}
 	}
 	return resp.Responses
@@ -155,8 +164,9 @@ func (s *session) one(c xmap.Command) xmap.Response {
 	return s.do(c)[0]
 }
 
-// ok returns a response's result, failing the test on an error.
-func ok[T xmap.Result](t *testing.T, r xmap.Response) T {
+// OK returns a response's result as T, failing t on an error or another
+// result type.
+func OK[T xmap.Result](t testing.TB, r xmap.Response) T {
 	t.Helper()
 	if r.Err != nil {
 		t.Fatalf("%s: %v", r.Name, r.Err)
@@ -168,8 +178,8 @@ func ok[T xmap.Result](t *testing.T, r xmap.Response) T {
 	return res
 }
 
-// fails checks that a response is an error with code.
-func fails(t *testing.T, r xmap.Response, code xmap.ErrorCode) {
+// Fails checks that a response is an error with code.
+func Fails(t testing.TB, r xmap.Response, code xmap.ErrorCode) {
 	t.Helper()
 	if r.Err == nil {
 		t.Fatalf("%s: succeeded (%+v), want %s", r.Name, r.Result, code)
@@ -181,7 +191,7 @@ func fails(t *testing.T, r xmap.Response, code xmap.ErrorCode) {
 
 func (s *session) folders() map[string]xmap.Folder {
 	s.w.t.Helper()
-	res := ok[*xmap.ListFoldersResult](s.w.t, s.one(&xmap.ListFolders{}))
+	res := OK[*xmap.ListFoldersResult](s.w.t, s.one(&xmap.ListFolders{}))
 	m := map[string]xmap.Folder{}
 	for _, f := range res.Folders {
 		m[f.Name] = f
@@ -191,7 +201,7 @@ func (s *session) folders() map[string]xmap.Folder {
 
 func (s *session) state() string {
 	s.w.t.Helper()
-	return ok[*xmap.WaitResult](s.w.t, s.one(&xmap.Wait{Since: "none", Timeout: 0})).State
+	return OK[*xmap.WaitResult](s.w.t, s.one(&xmap.Wait{Since: "none", Timeout: 0})).State
 }
 
 // list returns a whole folder, newest first.
@@ -200,7 +210,7 @@ func (s *session) list(folder xmap.FolderRef) []xmap.Message {
 	var all []xmap.Message
 	cursor := ""
 	for {
-		res := ok[*xmap.ListMessagesResult](s.w.t, s.one(&xmap.ListMessages{Folder: folder, Limit: xmap.MaxPageSize, Cursor: cursor}))
+		res := OK[*xmap.ListMessagesResult](s.w.t, s.one(&xmap.ListMessages{Folder: folder, Limit: xmap.MaxPageSize, Cursor: cursor}))
 		all = append(all, res.Messages...)
 		if cursor = res.NextCursor; cursor == "" {
 			return all
@@ -210,7 +220,7 @@ func (s *session) list(folder xmap.FolderRef) []xmap.Message {
 
 func (s *session) message(id string) xmap.Message {
 	s.w.t.Helper()
-	res := ok[*xmap.FetchResult](s.w.t, s.one(&xmap.Fetch{IDs: []string{id}, Parts: xmap.PartSummary | xmap.PartBody}))
+	res := OK[*xmap.FetchResult](s.w.t, s.one(&xmap.Fetch{IDs: []string{id}, Parts: xmap.PartSummary | xmap.PartBody}))
 	if len(res.Messages) != 1 {
 		s.w.t.Fatalf("message %s: %+v", id, res)
 	}
@@ -222,7 +232,7 @@ func (s *session) contacts() []xmap.Contact {
 	var all []xmap.Contact
 	cursor := ""
 	for {
-		res := ok[*xmap.ListContactsResult](s.w.t, s.one(&xmap.ListContacts{Limit: xmap.MaxPageSize, Cursor: cursor}))
+		res := OK[*xmap.ListContactsResult](s.w.t, s.one(&xmap.ListContacts{Limit: xmap.MaxPageSize, Cursor: cursor}))
 		all = append(all, res.Contacts...)
 		if cursor = res.NextCursor; cursor == "" {
 			return all
