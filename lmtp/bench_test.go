@@ -62,29 +62,36 @@ func BenchmarkLMTPDeliver(b *testing.B) {
 
 			b.SetBytes(int64(len(msg)))
 			b.ResetTimer()
-			var wg sync.WaitGroup
-			errs := make(chan error, sessions)
-			for i, c := range clients {
-				n := b.N / sessions
-				if i < b.N%sessions {
-					n++
+			runSessions(b, len(clients), func(i int) error { return send(clients[i], msg) })
+		})
+	}
+}
+
+// runSessions makes b.N calls of send spread over sessions goroutines, the
+// i-th using connection i, stops the timer when all are done, and fails b on
+// the first error.
+func runSessions(b *testing.B, sessions int, send func(i int) error) {
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions)
+	for i := range sessions {
+		n := b.N / sessions
+		if i < b.N%sessions {
+			n++
+		}
+		wg.Go(func() {
+			for range n {
+				if err := send(i); err != nil {
+					errs <- err
+					return
 				}
-				wg.Go(func() {
-					for range n {
-						if err := send(c, msg); err != nil {
-							errs <- err
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.StopTimer()
-			close(errs)
-			for err := range errs {
-				b.Fatal(err)
 			}
 		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
 	}
 }
 
@@ -140,28 +147,7 @@ func BenchmarkLMTPDeliverLarge(b *testing.B) {
 			b.SetBytes(int64(len(msg)))
 			b.ResetTimer()
 			cpu0 := processCPU()
-			var wg sync.WaitGroup
-			errs := make(chan error, sessions)
-			for i, c := range clients {
-				n := b.N / sessions
-				if i < b.N%sessions {
-					n++
-				}
-				wg.Go(func() {
-					for range n {
-						if err := c.send(msg); err != nil {
-							errs <- err
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.StopTimer()
-			close(errs)
-			for err := range errs {
-				b.Fatal(err)
-			}
+			runSessions(b, len(clients), func(i int) error { return clients[i].send(msg) })
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 			// CPU time (user and system, client included) is steadier than
 			// wall time on a shared machine.
