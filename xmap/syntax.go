@@ -3,6 +3,8 @@ package xmap
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -200,7 +202,13 @@ func (e *elem) boolean(name string, required bool) bool {
 	return false
 }
 
-// timestamp reads an RFC 3339 time, normalised to UTC.
+// rfc3339 is RFC 3339's date-time: time.Parse alone also takes one-digit
+// hours, which no other implementation need read.
+var rfc3339 = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$`)
+
+// timestamp reads an RFC 3339 time, normalised to UTC. The zero instant
+// (0001-01-01T00:00:00Z) is refused: encoders write no attribute for it, so
+// it cannot stand for a time.
 func (e *elem) timestamp(name string, required bool) time.Time {
 	v, ok := e.attr(name)
 	if !ok {
@@ -209,11 +217,15 @@ func (e *elem) timestamp(name string, required bool) time.Time {
 		}
 		return time.Time{}
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
+	var t time.Time
+	err := errors.New("not RFC 3339")
+	if rfc3339.MatchString(v) {
+		t, err = time.Parse(time.RFC3339Nano, v)
+	}
 	if err == nil {
 		t = t.UTC()
 	}
-	if err != nil || t.Year() < 1 || t.Year() > 9999 {
+	if err != nil || t.Year() < 1 || t.Year() > 9999 || t.IsZero() {
 		e.fail(CodeBadRequest, "attribute %q: want an RFC 3339 time", name)
 		return time.Time{}
 	}
