@@ -58,6 +58,11 @@ type Config struct {
 	// FakeSalt answers the salt lookup of an address without an account
 	// (FakeSaltFunc, or the sexmap.Server's FakeSalt method).
 	FakeSalt func(address string) []byte
+	// AllowSaltLookup, when set, is asked before each salt lookup (a batch
+	// may hold several); false refuses it with XMAP rate-limited, to retry
+	// after the duration. The server keys it by client IP
+	// (sexmap.ClientIP).
+	AllowSaltLookup func(ctx context.Context) (bool, time.Duration)
 	// Now is the clock for invite expiry and key validity; nil: time.Now.
 	Now func() time.Time
 	// Logger gets signups (addresses only); nil: slog.Default().
@@ -70,6 +75,7 @@ type Backend struct {
 	store    *shard.Store
 	canon    func(string) (string, error)
 	fakeSalt func(string) []byte
+	allow    func(context.Context) (bool, time.Duration)
 	now      func() time.Time
 	log      *slog.Logger
 }
@@ -89,7 +95,7 @@ func New(cfg Config) (*Backend, error) {
 	case cfg.FakeSalt == nil:
 		return nil, errors.New("accounts: Config.FakeSalt is nil")
 	}
-	b := &Backend{store: cfg.Store, canon: cfg.CanonicalAddress, fakeSalt: cfg.FakeSalt, now: cfg.Now, log: cfg.Logger}
+	b := &Backend{store: cfg.Store, canon: cfg.CanonicalAddress, fakeSalt: cfg.FakeSalt, allow: cfg.AllowSaltLookup, now: cfg.Now, log: cfg.Logger}
 	if b.now == nil {
 		b.now = time.Now
 	}
@@ -120,6 +126,11 @@ func (b *Backend) LoginKey(ctx context.Context, address string) ([]byte, error) 
 // account, or whose account has not signed up, gets the stable fake salt and
 // the default parameters: the answer does not tell who has an account.
 func (b *Backend) LookupSalt(ctx context.Context, req *xmap.SaltLookup) (xmap.KDF, error) {
+	if b.allow != nil {
+		if ok, wait := b.allow(ctx); !ok {
+			return xmap.KDF{}, xmap.Errorf(xmap.CodeRateLimited, "too many salt lookups from this address; retry in %ds", int((wait+time.Second-1)/time.Second))
+		}
+	}
 	addr, err := b.canon(req.Address)
 	if err != nil {
 		// Not an address of ours: no account, but still a stable answer.

@@ -318,10 +318,11 @@ func ClientIP(ctx context.Context) string {
 	return ip
 }
 
-// refusalLog turns a flood of refusals into one WARN line per interval per
+// RefusalLog turns a flood of refusals into one WARN line per interval per
 // kind: the first refusal of a quiet period is logged at once, the ones that
-// follow within the interval only counted and reported in the next line.
-type refusalLog struct {
+// follow within the interval only counted and reported in the next line. It
+// is safe for concurrent use.
+type RefusalLog struct {
 	log      *slog.Logger
 	interval time.Duration
 
@@ -334,13 +335,16 @@ type refusalCount struct {
 	suppressed int
 }
 
-func newRefusalLog(log *slog.Logger, interval time.Duration) *refusalLog {
-	return &refusalLog{log: log, interval: interval, kinds: make(map[string]*refusalCount)}
+// NewRefusalLog returns a RefusalLog writing to log at most once per interval
+// and kind.
+func NewRefusalLog(log *slog.Logger, interval time.Duration) *RefusalLog {
+	return &RefusalLog{log: log, interval: interval, kinds: make(map[string]*refusalCount)}
 }
 
-// note records one refusal of a kind (a fixed string: the table is as small
-// as the set of kinds) at now.
-func (l *refusalLog) note(kind string, now time.Time, attrs ...any) {
+// Note records one refusal of a kind at now; kind is the log message, a
+// fixed string (the table is as small as the set of kinds), and attrs those
+// of the line if this refusal is the one logged.
+func (l *RefusalLog) Note(kind string, now time.Time, attrs ...any) {
 	l.mu.Lock()
 	c := l.kinds[kind]
 	if c == nil {
@@ -355,5 +359,5 @@ func (l *refusalLog) note(kind string, now time.Time, attrs ...any) {
 	n := c.suppressed
 	c.last, c.suppressed = now, 0
 	l.mu.Unlock()
-	l.log.Warn("sexmap: "+kind, append(attrs, "refused_since_last_report", n+1, "report_interval", l.interval)...)
+	l.log.Warn(kind, append(attrs, "refused_since_last_report", n+1, "report_interval", l.interval)...)
 }

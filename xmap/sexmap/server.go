@@ -96,7 +96,7 @@ type Config struct {
 	// tag) of a logged-in session; default 32 MiB. Larger bodies get 413.
 	MaxBodyBytes int64
 	// MaxAnonBodyBytes bounds the transport request body of an anonymous
-	// session (salt lookups and sign-up need a few KiB); default 64 KiB.
+	// session; default DefaultMaxAnonBodyBytes.
 	MaxAnonBodyBytes int64
 	// BodyTimeout bounds reading one request body of a logged-in session;
 	// default 5m. Handshake and anonymous bodies, which are small, get
@@ -124,6 +124,13 @@ type Config struct {
 	Logger *slog.Logger     // default: discard
 }
 
+// DefaultMaxAnonBodyBytes is the default Config.MaxAnonBodyBytes: room for
+// the largest sign-up XMAP allows (a 64 KiB public key and a 64 KiB sealed
+// key, base64 in XML: 175,519 bytes with the longest address and invite),
+// with some margin. A sign-up with a freshly generated key is about 2 KiB, a
+// salt lookup a few hundred bytes.
+const DefaultMaxAnonBodyBytes = 192 << 10
+
 // Server is the SeXMAP endpoint. It is an http.Handler for PathHandshake,
 // PathTransport and PathWellKnown.
 type Server struct {
@@ -145,7 +152,7 @@ type Server struct {
 
 	anonIdle   list.List // of anonymous *session, least recently used first
 	handshakes *RateTable
-	refusals   *refusalLog
+	refusals   *RefusalLog
 }
 
 type session struct {
@@ -230,7 +237,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		cfg.MaxBodyBytes = 32 << 20
 	}
 	if cfg.MaxAnonBodyBytes <= 0 {
-		cfg.MaxAnonBodyBytes = 64 << 10
+		cfg.MaxAnonBodyBytes = DefaultMaxAnonBodyBytes
 	}
 	if cfg.MaxBodyBytes < CounterSize+TagSize || cfg.MaxAnonBodyBytes < CounterSize+TagSize {
 		return nil, fmt.Errorf("sexmap: Config.MaxBodyBytes %d or MaxAnonBodyBytes %d cannot hold a frame", cfg.MaxBodyBytes, cfg.MaxAnonBodyBytes)
@@ -273,7 +280,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 
 		pendingByIP: make(map[string]int),
 		handshakes:  NewRateTable(cfg.HandshakeLimit, cfg.MaxTrackedIPs, cfg.Now),
-		refusals:    newRefusalLog(cfg.Logger, cfg.RefusalLogInterval),
+		refusals:    NewRefusalLog(cfg.Logger, cfg.RefusalLogInterval),
 	}
 	return s, nil
 }
@@ -417,7 +424,7 @@ func (s *Server) newHandshake(p noise.HandshakePattern) (*noise.HandshakeState, 
 func (s *Server) allowHandshake(w http.ResponseWriter, r *http.Request, ip string) bool {
 	ok, wait := s.handshakes.Allow(ip)
 	if !ok {
-		s.refusals.note("handshakes rate-limited", s.cfg.Now(), "ip", ip)
+		s.refusals.Note("sexmap: handshakes rate-limited", s.cfg.Now(), "ip", ip)
 		s.refuse(w, r, rejRateLimited, wait)
 	}
 	return ok
@@ -479,12 +486,12 @@ func (s *Server) handshakeXKInit(w http.ResponseWriter, r *http.Request, msg []b
 	}
 	id, err := s.addPending(hs, ip, now)
 	if errors.Is(err, errPendingPerIP) {
-		s.refusals.note("too many pending handshakes from one IP", now, "ip", ip, "max", s.cfg.MaxPendingPerIP)
+		s.refusals.Note("sexmap: too many pending handshakes from one IP", now, "ip", ip, "max", s.cfg.MaxPendingPerIP)
 		s.refuse(w, r, rejRateLimited, s.cfg.HandshakeTimeout)
 		return
 	}
 	if errors.Is(err, errBusy) {
-		s.refusals.note("too many pending handshakes", now, "max", s.cfg.MaxPendingHandshakes)
+		s.refusals.Note("sexmap: too many pending handshakes", now, "max", s.cfg.MaxPendingHandshakes)
 		s.refuse(w, r, rejBusy, time.Second)
 		return
 	}
