@@ -154,9 +154,9 @@ func Defaults() Config {
 			ReadHeaderTimeout:    Duration{10 * time.Second},
 			BodyTimeout:          Duration{5 * time.Minute},
 			IdleTimeout:          Duration{2 * time.Minute},
-			HandshakesPerMinute:  60,
-			HandshakeBurst:       30,
-			SaltLookupsPerMinute: 30,
+			HandshakesPerMinute:  120,
+			HandshakeBurst:       120,
+			SaltLookupsPerMinute: 120,
 			MaxAnonymousSessions: 10000,
 		},
 		Relay: RelayConfig{

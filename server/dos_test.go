@@ -342,7 +342,7 @@ func TestHTTPConfigKeys(t *testing.T) {
 	h := cfg.HTTP
 	if h.MaxConnections != 4096 || h.MaxRequestsInFlight != 1024 || h.MaxHeaderBytes != 16384 || h.AllowInsecureWeb ||
 		h.ReadHeaderTimeout.Duration != 10*time.Second || h.BodyTimeout.Duration != 5*time.Minute ||
-		h.HandshakesPerMinute != 60 || h.HandshakeBurst != 30 || h.SaltLookupsPerMinute != 30 || h.MaxAnonymousSessions != 10000 {
+		h.HandshakesPerMinute != 120 || h.HandshakeBurst != 120 || h.SaltLookupsPerMinute != 120 || h.MaxAnonymousSessions != 10000 {
 		t.Errorf("defaults: %+v", h)
 	}
 	for _, tc := range []struct{ line, key, msg string }{

@@ -86,7 +86,7 @@ type Config struct {
 	// IPv6 client by its /64); more get 429 rate-limited. Default 16.
 	MaxPendingPerIP int
 	// HandshakeLimit is the rate of handshakes (NK and XK message 1) per
-	// client IP; more get 429 rate-limited. Default 30 at once, then 1 a
+	// client IP; more get 429 rate-limited. Default 120 at once, then 2 a
 	// second.
 	HandshakeLimit RateLimit
 	// MaxTrackedIPs bounds the per-IP handshake table; the least recently
@@ -225,10 +225,10 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		cfg.MaxPendingPerIP = 16
 	}
 	if cfg.HandshakeLimit.Burst <= 0 {
-		cfg.HandshakeLimit.Burst = 30
+		cfg.HandshakeLimit.Burst = 120
 	}
 	if cfg.HandshakeLimit.Rate <= 0 {
-		cfg.HandshakeLimit.Rate = 1
+		cfg.HandshakeLimit.Rate = 2
 	}
 	if cfg.MaxTrackedIPs <= 0 {
 		cfg.MaxTrackedIPs = 100000
