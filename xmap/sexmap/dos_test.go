@@ -256,3 +256,30 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Many /64s of one IPv6 /48 (or many addresses of one IPv4 /24) share a
+// bound on pending handshakes: a /48 alone cannot fill the table.
+func TestPendingBoundPerNetwork(t *testing.T) {
+	e := newEnv(t, func(c *sexmap.Config) {
+		c.MaxPendingHandshakes = 100
+		c.MaxPendingPerNet = 32
+	})
+	for _, network := range []string{"2001:db8:1:%x::/64", "198.51.100.%d"} {
+		accepted := 0
+		for i := range 20 {
+			for range 4 {
+				st, _ := e.rawPostIP(t, fmt.Sprintf(network, i), xkInit(t, e.pub))
+				if st == 200 {
+					accepted++
+				} else if st != 429 {
+					t.Fatalf("%s: status %d", network, st)
+				}
+			}
+		}
+		if accepted != 32 {
+			t.Fatalf("%s: %d pending handshakes accepted from one network, want 32", network, accepted)
+		}
+	}
+	e.tr.setIP("2001:db8:2::1")
+	mustRoundTrip(t, e.xk(t), "another network logs in")
+}

@@ -309,6 +309,27 @@ func ipKey(a netip.Addr) string {
 	return a.String()
 }
 
+// networkKey names the network of a client key (as Config.ClientIP returns
+// it): an IPv4 /24 or an IPv6 /48. A key that is not an address or prefix
+// is its own network.
+func networkKey(ip string) string {
+	var a netip.Addr
+	if p, err := netip.ParsePrefix(ip); err == nil {
+		a = p.Addr()
+	} else if a, err = netip.ParseAddr(ip); err != nil {
+		return ip
+	}
+	bits := 48
+	if a.Unmap().Is4() {
+		a, bits = a.Unmap(), 24
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
+
 type clientIPKey struct{}
 
 // ClientIP returns the client IP (as Config.ClientIP named it) of the

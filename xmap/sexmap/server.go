@@ -85,6 +85,11 @@ type Config struct {
 	// MaxPendingPerIP bounds the pending XK handshakes of one client IP (an
 	// IPv6 client by its /64); more get 429 rate-limited. Default 16.
 	MaxPendingPerIP int
+	// MaxPendingPerNet bounds the pending XK handshakes of one network, an
+	// IPv4 /24 or an IPv6 /48, so that whoever holds many addresses of one
+	// network (a /48 is 65 536 /64s) cannot fill the table alone; more get
+	// 429 rate-limited. Default 256.
+	MaxPendingPerNet int
 	// HandshakeLimit is the rate of handshakes (NK and XK message 1) per
 	// client IP; more get 429 rate-limited. Default 120 at once, then 2 a
 	// second.
@@ -145,8 +150,11 @@ type Server struct {
 	sessions     map[[IDSize]byte]*session
 	idle         list.List // of logged-in *session, least recently used first
 	pending      map[[IDSize]byte]*pending
-	pendingOrder list.List      // of *pending, oldest first
-	pendingByIP  map[string]int // pending handshakes per client IP; only IPs with some
+	pendingOrder list.List // of *pending, oldest first
+	// Pending handshakes per client IP and per network; only keys with
+	// some, so both are bounded by MaxPendingHandshakes.
+	pendingByIP  map[string]int
+	pendingByNet map[string]int
 	byAddress    *failureTable
 	byIP         *failureTable
 
@@ -170,6 +178,7 @@ type pending struct {
 	id      [IDSize]byte
 	hs      *noise.HandshakeState
 	ip      string
+	network string // networkKey(ip)
 	created time.Time
 	elem    *list.Element
 }
@@ -223,6 +232,9 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	}
 	if cfg.MaxPendingPerIP <= 0 {
 		cfg.MaxPendingPerIP = 16
+	}
+	if cfg.MaxPendingPerNet <= 0 {
+		cfg.MaxPendingPerNet = 256
 	}
 	if cfg.HandshakeLimit.Burst <= 0 {
 		cfg.HandshakeLimit.Burst = 120
@@ -278,9 +290,10 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		byAddress:  newFailureTable(),
 		byIP:       newFailureTable(),
 
-		pendingByIP: make(map[string]int),
-		handshakes:  NewRateTable(cfg.HandshakeLimit, cfg.MaxTrackedIPs, cfg.Now),
-		refusals:    NewRefusalLog(cfg.Logger, cfg.RefusalLogInterval),
+		pendingByIP:  make(map[string]int),
+		pendingByNet: make(map[string]int),
+		handshakes:   NewRateTable(cfg.HandshakeLimit, cfg.MaxTrackedIPs, cfg.Now),
+		refusals:     NewRefusalLog(cfg.Logger, cfg.RefusalLogInterval),
 	}
 	return s, nil
 }
@@ -486,7 +499,8 @@ func (s *Server) handshakeXKInit(w http.ResponseWriter, r *http.Request, msg []b
 	}
 	id, err := s.addPending(hs, ip, now)
 	if errors.Is(err, errPendingPerIP) {
-		s.refusals.Note("sexmap: too many pending handshakes from one IP", now, "ip", ip, "max", s.cfg.MaxPendingPerIP)
+		s.refusals.Note("sexmap: too many pending handshakes from one IP or network", now, "ip", ip,
+			"max_per_ip", s.cfg.MaxPendingPerIP, "max_per_network", s.cfg.MaxPendingPerNet)
 		s.refuse(w, r, rejRateLimited, s.cfg.HandshakeTimeout)
 		return
 	}
@@ -701,7 +715,8 @@ func (s *Server) addPending(hs *noise.HandshakeState, ip string, now time.Time) 
 		}
 		s.removePending(p)
 	}
-	if s.pendingByIP[ip] >= s.cfg.MaxPendingPerIP {
+	network := networkKey(ip)
+	if s.pendingByIP[ip] >= s.cfg.MaxPendingPerIP || s.pendingByNet[network] >= s.cfg.MaxPendingPerNet {
 		return [IDSize]byte{}, errPendingPerIP
 	}
 	if len(s.pending) >= s.cfg.MaxPendingHandshakes {
@@ -711,10 +726,11 @@ func (s *Server) addPending(hs *noise.HandshakeState, ip string, now time.Time) 
 	if err != nil {
 		return id, err
 	}
-	p := &pending{id: id, hs: hs, ip: ip, created: now}
+	p := &pending{id: id, hs: hs, ip: ip, network: network, created: now}
 	p.elem = s.pendingOrder.PushBack(p)
 	s.pending[id] = p
 	s.pendingByIP[ip]++
+	s.pendingByNet[network]++
 	return id, nil
 }
 
@@ -739,6 +755,9 @@ func (s *Server) removePending(p *pending) {
 	delete(s.pending, p.id)
 	if s.pendingByIP[p.ip]--; s.pendingByIP[p.ip] <= 0 {
 		delete(s.pendingByIP, p.ip)
+	}
+	if s.pendingByNet[p.network]--; s.pendingByNet[p.network] <= 0 {
+		delete(s.pendingByNet, p.network)
 	}
 }
 
