@@ -283,3 +283,20 @@ func TestPendingBoundPerNetwork(t *testing.T) {
 	e.tr.setIP("2001:db8:2::1")
 	mustRoundTrip(t, e.xk(t), "another network logs in")
 }
+
+// A client whose pending handshakes all expired may start new ones, even if
+// nobody else has started one meanwhile.
+func TestPendingPerIPFreedByExpiry(t *testing.T) {
+	e := newEnv(t, func(c *sexmap.Config) {
+		c.MaxPendingPerIP = 2
+		c.HandshakeTimeout = 30 * time.Second
+	})
+	for i, want := range []int{200, 200, 429} {
+		if st, code := e.rawPostIP(t, "198.51.100.7", xkInit(t, e.pub)); st != want {
+			t.Fatalf("message 1 #%d: %d %s, want %d", i, st, code, want)
+		}
+	}
+	e.clock.Advance(30 * time.Second)
+	e.tr.setIP("198.51.100.7")
+	mustRoundTrip(t, e.xk(t), "after the abandoned handshakes expired")
+}

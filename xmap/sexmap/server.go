@@ -483,6 +483,10 @@ func (s *Server) handshakeXKInit(w http.ResponseWriter, r *http.Request, msg []b
 	if !s.allowHandshake(w, r, ip) {
 		return
 	}
+	if s.pendingFull(ip, now) { // checked again by addPending; this spares the Diffie-Hellman
+		s.refusePendingPerIP(w, r, ip, now)
+		return
+	}
 	hs, err := s.newHandshake(noise.HandshakeXK)
 	if err != nil {
 		s.internal(w, r, "handshake state", err)
@@ -499,9 +503,7 @@ func (s *Server) handshakeXKInit(w http.ResponseWriter, r *http.Request, msg []b
 	}
 	id, err := s.addPending(hs, ip, now)
 	if errors.Is(err, errPendingPerIP) {
-		s.refusals.Note("sexmap: too many pending handshakes from one IP or network", now, "ip", ip,
-			"max_per_ip", s.cfg.MaxPendingPerIP, "max_per_network", s.cfg.MaxPendingPerNet)
-		s.refuse(w, r, rejRateLimited, s.cfg.HandshakeTimeout)
+		s.refusePendingPerIP(w, r, ip, now)
 		return
 	}
 	if errors.Is(err, errBusy) {
@@ -700,6 +702,21 @@ func (s *Server) accept(sess *session, counter uint64) (Session, *rejection) {
 	return sess.info, nil
 }
 
+func (s *Server) refusePendingPerIP(w http.ResponseWriter, r *http.Request, ip string, now time.Time) {
+	s.refusals.Note("sexmap: too many pending handshakes from one IP or network", now, "ip", ip,
+		"max_per_ip", s.cfg.MaxPendingPerIP, "max_per_network", s.cfg.MaxPendingPerNet)
+	s.refuse(w, r, rejRateLimited, s.cfg.HandshakeTimeout)
+}
+
+// pendingFull reports whether ip, or its network, has all the pending
+// handshakes it may have.
+func (s *Server) pendingFull(ip string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expirePending(now)
+	return s.pendingByIP[ip] >= s.cfg.MaxPendingPerIP || s.pendingByNet[networkKey(ip)] >= s.cfg.MaxPendingPerNet
+}
+
 var (
 	errBusy         = errors.New("too many pending handshakes")
 	errPendingPerIP = errors.New("too many pending handshakes from one client")
@@ -708,13 +725,7 @@ var (
 func (s *Server) addPending(hs *noise.HandshakeState, ip string, now time.Time) ([IDSize]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for e := s.pendingOrder.Front(); e != nil; e = s.pendingOrder.Front() {
-		p := e.Value.(*pending)
-		if now.Sub(p.created) < s.cfg.HandshakeTimeout {
-			break
-		}
-		s.removePending(p)
-	}
+	s.expirePending(now)
 	network := networkKey(ip)
 	if s.pendingByIP[ip] >= s.cfg.MaxPendingPerIP || s.pendingByNet[network] >= s.cfg.MaxPendingPerNet {
 		return [IDSize]byte{}, errPendingPerIP
@@ -732,6 +743,18 @@ func (s *Server) addPending(hs *noise.HandshakeState, ip string, now time.Time) 
 	s.pendingByIP[ip]++
 	s.pendingByNet[network]++
 	return id, nil
+}
+
+// expirePending drops the pending handshakes older than HandshakeTimeout.
+// Callers hold s.mu.
+func (s *Server) expirePending(now time.Time) {
+	for e := s.pendingOrder.Front(); e != nil; e = s.pendingOrder.Front() {
+		p := e.Value.(*pending)
+		if now.Sub(p.created) < s.cfg.HandshakeTimeout {
+			break
+		}
+		s.removePending(p)
+	}
 }
 
 // takePending removes and returns a live pending handshake: each gets one
