@@ -71,6 +71,8 @@ func limitInFlight(h http.Handler, max int, refusals *sexmap.RefusalLog) http.Ha
 			refusals.Note("http: too many requests in flight", time.Now(), "max", max)
 			hd := w.Header()
 			hd.Set("Content-Type", "text/plain; charset=utf-8")
+			hd.Set("Cache-Control", "no-store")
+			hd.Set("X-Content-Type-Options", "nosniff")
 			hd.Set("Retry-After", "1")
 			hd.Set("Connection", "close")
 			w.WriteHeader(http.StatusServiceUnavailable)
