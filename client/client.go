@@ -201,7 +201,8 @@ func (c *Client) dialXK(ctx context.Context, loginPriv [32]byte, address string)
 	return cs, nil
 }
 
-// Busy-server retries of a handshake: SEXMAP.md asks clients to wait Retry-After on 503.
+// Busy-server retries of a handshake: SEXMAP.md asks clients to wait Retry-After on 503 and
+// on 429 rate-limited (too many handshakes from this IP).
 // Waits longer than maxBusyWait are left to the caller.
 const (
 	busyRetries = 3
@@ -212,7 +213,8 @@ func retryBusy(ctx context.Context, dial func() (*sexmap.ClientSession, error)) 
 	for attempt := 0; ; attempt++ {
 		cs, err := dial()
 		var se *sexmap.StatusError
-		if attempt == busyRetries || !errors.Is(err, sexmap.ErrBusy) || !errors.As(err, &se) || se.RetryAfter > maxBusyWait {
+		waitable := errors.Is(err, sexmap.ErrBusy) || errors.Is(err, sexmap.ErrRateLimited)
+		if attempt == busyRetries || !waitable || !errors.As(err, &se) || se.RetryAfter > maxBusyWait {
 			return cs, err
 		}
 		wait := max(se.RetryAfter, 100*time.Millisecond)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -65,7 +66,29 @@ type HTTPConfig struct {
 	Listen  string `toml:"listen"`
 	TLSCert string `toml:"tls_cert"`
 	TLSKey  string `toml:"tls_key"`
+	// AllowInsecureWeb serves the web client over plain HTTP on an address
+	// that is not loopback.
+	AllowInsecureWeb bool `toml:"allow_insecure_web"`
+	// TrustedProxies lists the IPs and CIDR prefixes whose X-Forwarded-For
+	// names the client.
+	TrustedProxies       []string `toml:"trusted_proxies"`
+	MaxConnections       int      `toml:"max_connections"`
+	MaxRequestsInFlight  int      `toml:"max_requests_in_flight"`
+	MaxHeaderBytes       int      `toml:"max_header_bytes"`
+	ReadHeaderTimeout    Duration `toml:"read_header_timeout"`
+	BodyTimeout          Duration `toml:"body_timeout"`
+	IdleTimeout          Duration `toml:"idle_timeout"`
+	HandshakesPerMinute  int      `toml:"handshakes_per_minute"`
+	HandshakeBurst       int      `toml:"handshake_burst"`
+	SaltLookupsPerMinute int      `toml:"salt_lookups_per_minute"`
+	MaxAnonymousSessions int      `toml:"max_anonymous_sessions"`
+
+	// trusted is TrustedProxies parsed by validate.
+	trusted []netip.Prefix
 }
+
+// Trusted returns the parsed trusted_proxies.
+func (h *HTTPConfig) Trusted() []netip.Prefix { return h.trusted }
 
 // RelayConfig is the smarthost that mail to remote recipients goes through.
 type RelayConfig struct {
@@ -123,7 +146,19 @@ func Defaults() Config {
 			ReadTimeout:     Duration{5 * time.Minute},
 			WriteTimeout:    Duration{5 * time.Minute},
 		},
-		HTTP: HTTPConfig{Listen: "127.0.0.1:8080"},
+		HTTP: HTTPConfig{
+			Listen:               "127.0.0.1:8080",
+			MaxConnections:       4096,
+			MaxRequestsInFlight:  1024,
+			MaxHeaderBytes:       16 << 10,
+			ReadHeaderTimeout:    Duration{10 * time.Second},
+			BodyTimeout:          Duration{5 * time.Minute},
+			IdleTimeout:          Duration{2 * time.Minute},
+			HandshakesPerMinute:  120,
+			HandshakeBurst:       120,
+			SaltLookupsPerMinute: 120,
+			MaxAnonymousSessions: 10000,
+		},
 		Relay: RelayConfig{
 			StartTLS:      "required",
 			QueueLifetime: Duration{5 * 24 * time.Hour},
@@ -326,6 +361,9 @@ func (c *Config) validate() error {
 	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
 		return bad("http.tls_key", "tls_cert and tls_key must be set together")
 	}
+	if err := c.HTTP.validate(bad); err != nil {
+		return err
+	}
 	if c.Relay.Smarthost != "" {
 		if _, _, err := net.SplitHostPort(c.Relay.Smarthost); err != nil {
 			return bad("relay.smarthost", "%q is not host:port", c.Relay.Smarthost)
@@ -357,6 +395,49 @@ func (c *Config) validate() error {
 	case "text", "json":
 	default:
 		return bad("log.format", "must be text or json; got %q", c.Log.Format)
+	}
+	return nil
+}
+
+func (h *HTTPConfig) validate(bad func(key, format string, args ...any) error) error {
+	h.trusted = nil
+	for i, p := range h.TrustedProxies {
+		p = strings.TrimSpace(p)
+		if pfx, err := netip.ParsePrefix(p); err == nil {
+			h.trusted = append(h.trusted, pfx.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(p)
+		if err != nil {
+			return bad("http.trusted_proxies", "entry %d: %q is neither an IP address nor a CIDR prefix", i+1, p)
+		}
+		a = a.Unmap()
+		h.trusted = append(h.trusted, netip.PrefixFrom(a, a.BitLen()))
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+		min int
+	}{
+		{"http.max_connections", h.MaxConnections, 0},
+		{"http.max_requests_in_flight", h.MaxRequestsInFlight, 0},
+		{"http.max_header_bytes", h.MaxHeaderBytes, 1024},
+		{"http.handshakes_per_minute", h.HandshakesPerMinute, 1},
+		{"http.handshake_burst", h.HandshakeBurst, 1},
+		{"http.salt_lookups_per_minute", h.SaltLookupsPerMinute, 1},
+		{"http.max_anonymous_sessions", h.MaxAnonymousSessions, 1},
+	} {
+		if n.v < n.min {
+			return bad(n.key, "must be at least %d, got %d", n.min, n.v)
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{{"http.read_header_timeout", h.ReadHeaderTimeout}, {"http.body_timeout", h.BodyTimeout}, {"http.idle_timeout", h.IdleTimeout}} {
+		if d.v.Duration <= 0 {
+			return bad(d.key, "must be positive")
+		}
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"cryptomail/lmtp"
 	"cryptomail/shard"
 	"cryptomail/web"
+	"cryptomail/xmap/sexmap"
 )
 
 // NewLogger builds the structured logger described by [log].
@@ -56,6 +57,9 @@ type Server struct {
 	http       *http.Server
 	access     *mailAccess
 	listeners  map[string]net.Listener
+	// webRefused: the web client would go out over plain HTTP off loopback.
+	webRefused bool
+	httpTLS    bool
 	wg         sync.WaitGroup
 	errc       chan error
 
@@ -134,17 +138,32 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, error)
 		if err := s.listen(ctx, "http", cfg.HTTP.Listen); err != nil {
 			return fail(err)
 		}
-		if httpTLS != nil {
-			s.listeners["http"] = tls.NewListener(s.listeners["http"], httpTLS)
+		l := s.listeners["http"]
+		s.webRefused = !isLoopback(l.Addr()) && httpTLS == nil && !cfg.HTTP.AllowInsecureWeb
+		if s.webRefused {
+			logger.Warn("http: the web client is not served over plain HTTP on a network address; "+
+				"set http.tls_cert and http.tls_key (or http.allow_insecure_web = true on a network you trust)",
+				"listen", l.Addr().String())
 		}
+		if cfg.HTTP.MaxConnections > 0 {
+			l = newLimitListener(l, cfg.HTTP.MaxConnections)
+		}
+		if httpTLS != nil {
+			l = tls.NewListener(l, httpTLS)
+			s.httpTLS = true
+		}
+		s.listeners["http"] = l
+		h := cfg.HTTP
 		s.http = &http.Server{
 			Handler:           s.httpHandler(),
-			ReadHeaderTimeout: 10 * time.Second,
-			// Bounds a slow upload (a request is at most 32 MiB); no write
-			// timeout, since XMAP wait holds a response for up to 2 minutes.
-			ReadTimeout: 10 * time.Minute,
-			IdleTimeout: 2 * time.Minute,
-			ErrorLog:    slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+			ReadHeaderTimeout: h.ReadHeaderTimeout.Duration,
+			// SeXMAP sets its own, shorter deadline for each body; this
+			// bounds any other request. No write timeout, since XMAP wait
+			// holds a response for up to 2 minutes.
+			ReadTimeout:    h.ReadHeaderTimeout.Duration + h.BodyTimeout.Duration,
+			IdleTimeout:    h.IdleTimeout.Duration,
+			MaxHeaderBytes: h.MaxHeaderBytes,
+			ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		}
 	}
 	return s, nil
@@ -194,8 +213,21 @@ func (s *Server) httpHandler() http.Handler {
 	})
 	s.access.sexmap.Register(mux)
 	// The browser client, at "/": the least specific pattern, so everything above wins.
-	mux.Handle("/", web.Handler())
-	return securityHeaders(mux)
+	// Off loopback without TLS its code and passphrase form could be replaced on the way,
+	// so it is refused there (SeXMAP, for cmail, stays).
+	if s.webRefused {
+		mux.Handle("/", insecureWebRefusal())
+	} else {
+		mux.Handle("/", web.Handler())
+	}
+	var h http.Handler = securityHeaders(mux)
+	if s.httpTLS {
+		h = hsts(h)
+	}
+	if n := s.cfg.HTTP.MaxRequestsInFlight; n > 0 {
+		h = limitInFlight(h, n, sexmap.NewRefusalLog(s.logger, time.Minute))
+	}
+	return h
 }
 
 // securityHeaders sets the headers every response carries. They are the strict defaults

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"cryptomail/server/accounts"
 	"cryptomail/server/mailback"
@@ -52,11 +53,17 @@ func newMailAccess(ctx context.Context, cfg *Config, st *shard.Store, logger *sl
 	if err != nil {
 		return nil, fmt.Errorf("server key: %w", err)
 	}
+	h := cfg.HTTP
+	clientIP := sexmap.ClientIPFunc(h.Trusted())
+	salts := sexmap.NewRateTable(sexmap.RateLimit{Rate: float64(h.SaltLookupsPerMinute) / 60, Burst: h.SaltLookupsPerMinute}, 100000, nil)
 	acc, err := accounts.New(accounts.Config{
 		Store:            st,
 		CanonicalAddress: cfg.ServedAddress,
 		FakeSalt:         accounts.FakeSaltFunc(key.Private),
-		Logger:           logger.With("part", "accounts"),
+		AllowSaltLookup: func(ctx context.Context) (bool, time.Duration) {
+			return salts.Allow(sexmap.ClientIP(ctx))
+		},
+		Logger: logger.With("part", "accounts"),
 	})
 	if err != nil {
 		return nil, err
@@ -91,6 +98,10 @@ func newMailAccess(ctx context.Context, cfg *Config, st *shard.Store, logger *sl
 		StaticKey:        key,
 		Accounts:         acc,
 		CanonicalAddress: cfg.ServedAddress,
+		ClientIP:         clientIP,
+		MaxAnonSessions:  h.MaxAnonymousSessions,
+		HandshakeLimit:   sexmap.RateLimit{Rate: float64(h.HandshakesPerMinute) / 60, Burst: h.HandshakeBurst},
+		BodyTimeout:      h.BodyTimeout.Duration,
 		Logger:           logger.With("part", "sexmap"),
 	}, sexmap.HandlerFunc(func(ctx context.Context, s *sexmap.Session, req []byte) []byte {
 		resp, loggedOut := xs.Serve(ctx, s.Address, s.Anonymous, req)

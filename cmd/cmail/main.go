@@ -299,6 +299,8 @@ func describe(err error) string {
 		s = "login failed: wrong address or passphrase"
 	case errors.As(err, &se) && errors.Is(err, sexmap.ErrLockedOut):
 		s = fmt.Sprintf("too many failed logins: try again in %s", se.RetryAfter)
+	case errors.As(err, &se) && errors.Is(err, sexmap.ErrRateLimited):
+		s = fmt.Sprintf("too many connections from this address: try again in %s", se.RetryAfter)
 	case errors.As(err, &xe):
 		s = fmt.Sprintf("%s (%s)", xe.Message, xe.Code)
 	case errors.As(err, &pe):

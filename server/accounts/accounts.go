@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -58,6 +59,11 @@ type Config struct {
 	// FakeSalt answers the salt lookup of an address without an account
 	// (FakeSaltFunc, or the sexmap.Server's FakeSalt method).
 	FakeSalt func(address string) []byte
+	// AllowSaltLookup, when set, is asked before each salt lookup (a batch
+	// may hold several); false refuses it with XMAP rate-limited, to retry
+	// after the duration. The server keys it by client IP
+	// (sexmap.ClientIP).
+	AllowSaltLookup func(ctx context.Context) (bool, time.Duration)
 	// Now is the clock for invite expiry and key validity; nil: time.Now.
 	Now func() time.Time
 	// Logger gets signups (addresses only); nil: slog.Default().
@@ -70,8 +76,13 @@ type Backend struct {
 	store    *shard.Store
 	canon    func(string) (string, error)
 	fakeSalt func(string) []byte
-	now      func() time.Time
-	log      *slog.Logger
+	allow    func(context.Context) (bool, time.Duration)
+	// decoy is an address whose salt lookup found an account: an unknown
+	// address's lookup reads that account's shard too (and throws the
+	// answer away), so both take the same storage path (issue 9).
+	decoy atomic.Pointer[string]
+	now   func() time.Time
+	log   *slog.Logger
 }
 
 var (
@@ -89,7 +100,7 @@ func New(cfg Config) (*Backend, error) {
 	case cfg.FakeSalt == nil:
 		return nil, errors.New("accounts: Config.FakeSalt is nil")
 	}
-	b := &Backend{store: cfg.Store, canon: cfg.CanonicalAddress, fakeSalt: cfg.FakeSalt, now: cfg.Now, log: cfg.Logger}
+	b := &Backend{store: cfg.Store, canon: cfg.CanonicalAddress, fakeSalt: cfg.FakeSalt, allow: cfg.AllowSaltLookup, now: cfg.Now, log: cfg.Logger}
 	if b.now == nil {
 		b.now = time.Now
 	}
@@ -120,6 +131,11 @@ func (b *Backend) LoginKey(ctx context.Context, address string) ([]byte, error) 
 // account, or whose account has not signed up, gets the stable fake salt and
 // the default parameters: the answer does not tell who has an account.
 func (b *Backend) LookupSalt(ctx context.Context, req *xmap.SaltLookup) (xmap.KDF, error) {
+	if b.allow != nil {
+		if ok, wait := b.allow(ctx); !ok {
+			return xmap.KDF{}, xmap.Errorf(xmap.CodeRateLimited, "too many salt lookups from this address; retry in %ds", int((wait+time.Second-1)/time.Second))
+		}
+	}
 	addr, err := b.canon(req.Address)
 	if err != nil {
 		// Not an address of ours: no account, but still a stable answer.
@@ -127,14 +143,32 @@ func (b *Backend) LookupSalt(ctx context.Context, req *xmap.SaltLookup) (xmap.KD
 	} else {
 		l, err := b.store.LoginMaterial(ctx, addr)
 		if err == nil {
+			b.fakeSalt(addr) // the unknown path's derivation, for equal work
+			b.decoy.Store(&addr)
 			return xmap.KDF{Alg: xmap.KDFArgon2id, Salt: l.Salt, Time: l.KDFTime, Memory: l.KDFMemory, Threads: l.KDFThreads}, nil
 		}
 		if !errors.Is(err, shard.ErrNotFound) {
 			return xmap.KDF{}, fmt.Errorf("accounts: salt lookup: %w", err)
 		}
 	}
+	b.decoyRead(ctx)
 	p := sexmap.DefaultKDFParams
 	return xmap.KDF{Alg: xmap.KDFArgon2id, Salt: b.fakeSalt(addr), Time: p.Time, Memory: p.MemoryKiB, Threads: p.Threads}, nil
+}
+
+// decoyRead gives an unknown address's salt lookup the work an account's
+// does after its metabase row is found: a read from a (pooled) shard. The
+// metabase miss already stands for the account's metabase hit, so the read
+// goes to a shard the pool normally holds open, and its result is dropped.
+// Timing only: nothing of it reaches the answer or the log.
+func (b *Backend) decoyRead(ctx context.Context) {
+	d := b.decoy.Load()
+	if d == nil {
+		return
+	}
+	if _, err := b.store.PublicKey(ctx, *d); err != nil {
+		b.decoy.CompareAndSwap(d, nil) // deleted or broken: pick another later
+	}
 }
 
 // Signup implements xmapserver.AccountBackend: it validates what the client

@@ -31,6 +31,7 @@ var (
 	rejTooLarge       = rejection{http.StatusRequestEntityTooLarge, "too-large"}
 	rejMediaType      = rejection{http.StatusUnsupportedMediaType, "unsupported-media-type"}
 	rejLocked         = rejection{http.StatusTooManyRequests, "too-many-failures"}
+	rejRateLimited    = rejection{http.StatusTooManyRequests, "rate-limited"}
 	rejInternal       = rejection{http.StatusInternalServerError, "internal"}
 	rejBusy           = rejection{http.StatusServiceUnavailable, "busy"}
 )
@@ -61,6 +62,9 @@ var (
 	// ErrLockedOut: too many failed logins for this address or client; wait
 	// StatusError.RetryAfter.
 	ErrLockedOut = errors.New("sexmap: too many failed logins, try later")
+	// ErrRateLimited: too many handshakes (or pending handshakes) from this
+	// client IP; wait StatusError.RetryAfter.
+	ErrRateLimited = errors.New("sexmap: too many handshakes from this address, try later")
 	// ErrBusy: the server has too many pending handshakes; wait RetryAfter.
 	ErrBusy = errors.New("sexmap: server busy")
 	// ErrBadResponse: a response that is not a well-formed, authentic answer
@@ -90,7 +94,9 @@ func (e *StatusError) Is(target error) bool {
 	case ErrLoginFailed:
 		return e.StatusCode == http.StatusForbidden
 	case ErrLockedOut:
-		return e.StatusCode == http.StatusTooManyRequests
+		return e.StatusCode == http.StatusTooManyRequests && e.Code != rejRateLimited.code
+	case ErrRateLimited:
+		return e.StatusCode == http.StatusTooManyRequests && e.Code == rejRateLimited.code
 	case ErrBusy:
 		return e.StatusCode == http.StatusServiceUnavailable
 	}

@@ -69,17 +69,48 @@ type Config struct {
 
 	IdleTimeout time.Duration // a session unused this long ends; default 30m
 	MaxLifetime time.Duration // a session ends this long after its handshake; default 12h
-	// MaxSessions bounds live sessions; when a new one would exceed it, the
-	// session idle for longest is ended. Default 100000.
+	// MaxSessions bounds live logged-in (XK) sessions; when a new one would
+	// exceed it, the logged-in session idle for longest is ended. Default
+	// 100000.
 	MaxSessions int
+	// MaxAnonSessions bounds live anonymous (NK) sessions, a pool of their
+	// own: a new one ends the anonymous session idle for longest, never a
+	// logged-in one. Default 10000.
+	MaxAnonSessions int
 	// HandshakeTimeout bounds the time between XK messages 1 and 3; default 30s.
 	HandshakeTimeout time.Duration
 	// MaxPendingHandshakes bounds XK handshakes waiting for message 3; when
 	// full, message 1 is refused with 503. Default 10000.
 	MaxPendingHandshakes int
+	// MaxPendingPerIP bounds the pending XK handshakes of one client IP (an
+	// IPv6 client by its /64); more get 429 rate-limited. Default 16.
+	MaxPendingPerIP int
+	// MaxPendingPerNet bounds the pending XK handshakes of one network, an
+	// IPv4 /24 or an IPv6 /48, so that whoever holds many addresses of one
+	// network (a /48 is 65 536 /64s) cannot fill the table alone; more get
+	// 429 rate-limited. Default 256.
+	MaxPendingPerNet int
+	// HandshakeLimit is the rate of handshakes (NK and XK message 1) per
+	// client IP; more get 429 rate-limited. Default 120 at once, then 2 a
+	// second.
+	HandshakeLimit RateLimit
+	// MaxTrackedIPs bounds the per-IP handshake table; the least recently
+	// seen IP is dropped first. Default 100000.
+	MaxTrackedIPs int
 	// MaxBodyBytes bounds a transport request body (counter, request and
-	// tag); default 32 MiB. Larger bodies get 413.
+	// tag) of a logged-in session; default 32 MiB. Larger bodies get 413.
 	MaxBodyBytes int64
+	// MaxAnonBodyBytes bounds the transport request body of an anonymous
+	// session; default DefaultMaxAnonBodyBytes.
+	MaxAnonBodyBytes int64
+	// BodyTimeout bounds reading one request body of a logged-in session;
+	// default 5m. Handshake and anonymous bodies, which are small, get
+	// min(BodyTimeout, 10s). It needs a server whose ResponseWriter supports
+	// read deadlines (net/http's does); elsewhere it is not applied.
+	BodyTimeout time.Duration
+	// RefusalLogInterval: refusals caused by limits (busy, rate-limited) are
+	// logged at most once per interval and kind, with a count; default 1m.
+	RefusalLogInterval time.Duration
 
 	// Lockout rules failed logins.
 	Lockout LockoutPolicy
@@ -98,6 +129,13 @@ type Config struct {
 	Logger *slog.Logger     // default: discard
 }
 
+// DefaultMaxAnonBodyBytes is the default Config.MaxAnonBodyBytes: room for
+// the largest sign-up XMAP allows (a 64 KiB public key and a 64 KiB sealed
+// key, base64 in XML: 175,519 bytes with the longest address and invite),
+// with some margin. A sign-up with a freshly generated key is about 2 KiB, a
+// salt lookup a few hundred bytes.
+const DefaultMaxAnonBodyBytes = 192 << 10
+
 // Server is the SeXMAP endpoint. It is an http.Handler for PathHandshake,
 // PathTransport and PathWellKnown.
 type Server struct {
@@ -110,11 +148,19 @@ type Server struct {
 
 	mu           sync.Mutex
 	sessions     map[[IDSize]byte]*session
-	idle         list.List // of *session, least recently used first
+	idle         list.List // of logged-in *session, least recently used first
 	pending      map[[IDSize]byte]*pending
 	pendingOrder list.List // of *pending, oldest first
+	// Pending handshakes per client IP and per network; only keys with
+	// some, so both are bounded by MaxPendingHandshakes.
+	pendingByIP  map[string]int
+	pendingByNet map[string]int
 	byAddress    *failureTable
 	byIP         *failureTable
+
+	anonIdle   list.List // of anonymous *session, least recently used first
+	handshakes *RateTable
+	refusals   *RefusalLog
 }
 
 type session struct {
@@ -131,6 +177,8 @@ type session struct {
 type pending struct {
 	id      [IDSize]byte
 	hs      *noise.HandshakeState
+	ip      string
+	network string // networkKey(ip)
 	created time.Time
 	elem    *list.Element
 }
@@ -179,11 +227,38 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	if cfg.MaxPendingHandshakes <= 0 {
 		cfg.MaxPendingHandshakes = 10000
 	}
+	if cfg.MaxAnonSessions <= 0 {
+		cfg.MaxAnonSessions = 10000
+	}
+	if cfg.MaxPendingPerIP <= 0 {
+		cfg.MaxPendingPerIP = 16
+	}
+	if cfg.MaxPendingPerNet <= 0 {
+		cfg.MaxPendingPerNet = 256
+	}
+	if cfg.HandshakeLimit.Burst <= 0 {
+		cfg.HandshakeLimit.Burst = 120
+	}
+	if cfg.HandshakeLimit.Rate <= 0 {
+		cfg.HandshakeLimit.Rate = 2
+	}
+	if cfg.MaxTrackedIPs <= 0 {
+		cfg.MaxTrackedIPs = 100000
+	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 32 << 20
 	}
-	if cfg.MaxBodyBytes < CounterSize+TagSize {
-		return nil, fmt.Errorf("sexmap: Config.MaxBodyBytes %d cannot hold a frame", cfg.MaxBodyBytes)
+	if cfg.MaxAnonBodyBytes <= 0 {
+		cfg.MaxAnonBodyBytes = DefaultMaxAnonBodyBytes
+	}
+	if cfg.MaxBodyBytes < CounterSize+TagSize || cfg.MaxAnonBodyBytes < CounterSize+TagSize {
+		return nil, fmt.Errorf("sexmap: Config.MaxBodyBytes %d or MaxAnonBodyBytes %d cannot hold a frame", cfg.MaxBodyBytes, cfg.MaxAnonBodyBytes)
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 5 * time.Minute
+	}
+	if cfg.RefusalLogInterval <= 0 {
+		cfg.RefusalLogInterval = time.Minute
 	}
 	if err := cfg.Lockout.setDefaults(); err != nil {
 		return nil, err
@@ -214,6 +289,11 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		pending:    make(map[[IDSize]byte]*pending),
 		byAddress:  newFailureTable(),
 		byIP:       newFailureTable(),
+
+		pendingByIP:  make(map[string]int),
+		pendingByNet: make(map[string]int),
+		handshakes:   NewRateTable(cfg.HandshakeLimit, cfg.MaxTrackedIPs, cfg.Now),
+		refusals:     NewRefusalLog(cfg.Logger, cfg.RefusalLogInterval),
 	}
 	return s, nil
 }
@@ -261,7 +341,9 @@ func (s *Server) serveWellKnown(w http.ResponseWriter, r *http.Request) {
 }
 
 // readBody applies the checks every POST shares: method, media type and
-// size, in that order.
+// size, in that order. The body is read within a deadline, and the buffer
+// grows only as bytes actually arrive: a declared Content-Length is a
+// promise of the client, not a reason to allocate.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *rejection) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
@@ -273,11 +355,20 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 	if r.ContentLength > limit {
 		return nil, &rejTooLarge
 	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+	timeout := s.cfg.BodyTimeout
+	if limit <= s.cfg.MaxAnonBodyBytes {
+		timeout = min(timeout, smallBodyTimeout)
 	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
+	// Not every ResponseWriter supports deadlines (httptest's recorder does
+	// not); net/http's server does.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(timeout))
+	var buf bytes.Buffer
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	// The body is in: lift the deadline, or net/http's background read would
+	// hit it and cancel the request's context while the handler runs.
+	_ = rc.SetReadDeadline(time.Time{})
+	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, &rejTooLarge
 		}
@@ -285,6 +376,10 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 	}
 	return buf.Bytes(), nil
 }
+
+// smallBodyTimeout bounds reading a handshake or anonymous body (at most
+// MaxAnonBodyBytes), unless Config.BodyTimeout is shorter.
+const smallBodyTimeout = 10 * time.Second
 
 func writeOK(w http.ResponseWriter, body []byte) {
 	h := w.Header()
@@ -337,7 +432,21 @@ func (s *Server) newHandshake(p noise.HandshakePattern) (*noise.HandshakeState, 
 	})
 }
 
+// allowHandshake takes one handshake from the client IP's bucket, or refuses
+// the request with 429 rate-limited.
+func (s *Server) allowHandshake(w http.ResponseWriter, r *http.Request, ip string) bool {
+	ok, wait := s.handshakes.Allow(ip)
+	if !ok {
+		s.refusals.Note("sexmap: handshakes rate-limited", s.cfg.Now(), "ip", ip)
+		s.refuse(w, r, rejRateLimited, wait)
+	}
+	return ok
+}
+
 func (s *Server) handshakeNK(w http.ResponseWriter, r *http.Request, msg []byte) {
+	if !s.allowHandshake(w, r, s.cfg.ClientIP(r)) {
+		return
+	}
 	hs, err := s.newHandshake(noise.HandshakeNK)
 	if err != nil {
 		s.internal(w, r, "handshake state", err)
@@ -371,6 +480,13 @@ func (s *Server) handshakeXKInit(w http.ResponseWriter, r *http.Request, msg []b
 		s.refuse(w, r, rejLocked, wait)
 		return
 	}
+	if !s.allowHandshake(w, r, ip) {
+		return
+	}
+	if s.pendingFull(ip, now) { // checked again by addPending; this spares the Diffie-Hellman
+		s.refusePendingPerIP(w, r, ip, now)
+		return
+	}
 	hs, err := s.newHandshake(noise.HandshakeXK)
 	if err != nil {
 		s.internal(w, r, "handshake state", err)
@@ -385,9 +501,13 @@ func (s *Server) handshakeXKInit(w http.ResponseWriter, r *http.Request, msg []b
 		s.internal(w, r, "XK message 2", err)
 		return
 	}
-	id, err := s.addPending(hs, now)
+	id, err := s.addPending(hs, ip, now)
+	if errors.Is(err, errPendingPerIP) {
+		s.refusePendingPerIP(w, r, ip, now)
+		return
+	}
 	if errors.Is(err, errBusy) {
-		s.log.Warn("sexmap: too many pending handshakes", "max", s.cfg.MaxPendingHandshakes)
+		s.refusals.Note("sexmap: too many pending handshakes", now, "max", s.cfg.MaxPendingHandshakes)
 		s.refuse(w, r, rejBusy, time.Second)
 		return
 	}
@@ -514,7 +634,11 @@ func (s *Server) serveTransport(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, rejUnknownSession, 0)
 		return
 	}
-	body, rej := s.readBody(w, r, s.cfg.MaxBodyBytes)
+	limit := s.cfg.MaxBodyBytes
+	if sess.info.Anonymous {
+		limit = s.cfg.MaxAnonBodyBytes
+	}
+	body, rej := s.readBody(w, r, limit)
 	if rej != nil {
 		s.refuse(w, r, *rej, 0)
 		return
@@ -543,7 +667,8 @@ func (s *Server) serveTransport(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, *rej, 0)
 		return
 	}
-	response := s.handler.ServeSeXMAP(r.Context(), &info, plaintext)
+	ctx := context.WithValue(r.Context(), clientIPKey{}, s.cfg.ClientIP(r))
+	response := s.handler.ServeSeXMAP(ctx, &info, plaintext)
 	writeOK(w, sealFrame(sess.send, counter, responseAD(id[:], counter), response))
 }
 
@@ -573,21 +698,37 @@ func (s *Server) accept(sess *session, counter uint64) (Session, *rejection) {
 		return Session{}, &rej
 	}
 	sess.lastUsed = now
-	s.idle.MoveToBack(sess.elem)
+	s.pool(sess.info.Anonymous).MoveToBack(sess.elem)
 	return sess.info, nil
 }
 
-var errBusy = errors.New("too many pending handshakes")
+func (s *Server) refusePendingPerIP(w http.ResponseWriter, r *http.Request, ip string, now time.Time) {
+	s.refusals.Note("sexmap: too many pending handshakes from one IP or network", now, "ip", ip,
+		"max_per_ip", s.cfg.MaxPendingPerIP, "max_per_network", s.cfg.MaxPendingPerNet)
+	s.refuse(w, r, rejRateLimited, s.cfg.HandshakeTimeout)
+}
 
-func (s *Server) addPending(hs *noise.HandshakeState, now time.Time) ([IDSize]byte, error) {
+// pendingFull reports whether ip, or its network, has all the pending
+// handshakes it may have.
+func (s *Server) pendingFull(ip string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for e := s.pendingOrder.Front(); e != nil; e = s.pendingOrder.Front() {
-		p := e.Value.(*pending)
-		if now.Sub(p.created) < s.cfg.HandshakeTimeout {
-			break
-		}
-		s.removePending(p)
+	s.expirePending(now)
+	return s.pendingByIP[ip] >= s.cfg.MaxPendingPerIP || s.pendingByNet[networkKey(ip)] >= s.cfg.MaxPendingPerNet
+}
+
+var (
+	errBusy         = errors.New("too many pending handshakes")
+	errPendingPerIP = errors.New("too many pending handshakes from one client")
+)
+
+func (s *Server) addPending(hs *noise.HandshakeState, ip string, now time.Time) ([IDSize]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expirePending(now)
+	network := networkKey(ip)
+	if s.pendingByIP[ip] >= s.cfg.MaxPendingPerIP || s.pendingByNet[network] >= s.cfg.MaxPendingPerNet {
+		return [IDSize]byte{}, errPendingPerIP
 	}
 	if len(s.pending) >= s.cfg.MaxPendingHandshakes {
 		return [IDSize]byte{}, errBusy
@@ -596,10 +737,24 @@ func (s *Server) addPending(hs *noise.HandshakeState, now time.Time) ([IDSize]by
 	if err != nil {
 		return id, err
 	}
-	p := &pending{id: id, hs: hs, created: now}
+	p := &pending{id: id, hs: hs, ip: ip, network: network, created: now}
 	p.elem = s.pendingOrder.PushBack(p)
 	s.pending[id] = p
+	s.pendingByIP[ip]++
+	s.pendingByNet[network]++
 	return id, nil
+}
+
+// expirePending drops the pending handshakes older than HandshakeTimeout.
+// Callers hold s.mu.
+func (s *Server) expirePending(now time.Time) {
+	for e := s.pendingOrder.Front(); e != nil; e = s.pendingOrder.Front() {
+		p := e.Value.(*pending)
+		if now.Sub(p.created) < s.cfg.HandshakeTimeout {
+			break
+		}
+		s.removePending(p)
+	}
 }
 
 // takePending removes and returns a live pending handshake: each gets one
@@ -621,6 +776,12 @@ func (s *Server) takePending(id [IDSize]byte, now time.Time) *noise.HandshakeSta
 func (s *Server) removePending(p *pending) {
 	s.pendingOrder.Remove(p.elem)
 	delete(s.pending, p.id)
+	if s.pendingByIP[p.ip]--; s.pendingByIP[p.ip] <= 0 {
+		delete(s.pendingByIP, p.ip)
+	}
+	if s.pendingByNet[p.network]--; s.pendingByNet[p.network] <= 0 {
+		delete(s.pendingByNet, p.network)
+	}
 }
 
 // newID draws random ids until one is not taken (a collision of 128-bit
@@ -641,17 +802,7 @@ func (s *Server) newSession(recv, send noise.Cipher, address string) (*session, 
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Idle-expired sessions gather at the front of the idle list.
-	for e := s.idle.Front(); e != nil; e = s.idle.Front() {
-		if old := e.Value.(*session); s.expired(old, now) {
-			s.removeSession(old, "expired")
-			continue
-		}
-		break
-	}
-	for len(s.sessions) >= s.cfg.MaxSessions {
-		s.removeSession(s.idle.Front().Value.(*session), "evicted")
-	}
+	s.makeRoom(address == "", now)
 	id, err := s.newID(func(id [IDSize]byte) bool { return s.sessions[id] != nil })
 	if err != nil {
 		return nil, err
@@ -663,9 +814,39 @@ func (s *Server) newSession(recv, send noise.Cipher, address string) (*session, 
 		send:     send,
 		lastUsed: now,
 	}
-	sess.elem = s.idle.PushBack(sess)
+	sess.elem = s.pool(sess.info.Anonymous).PushBack(sess)
 	s.sessions[id] = sess
 	return sess, nil
+}
+
+// pool is the idle list of the logged-in or of the anonymous sessions.
+func (s *Server) pool(anonymous bool) *list.List {
+	if anonymous {
+		return &s.anonIdle
+	}
+	return &s.idle
+}
+
+// makeRoom ends expired sessions, then as many of the idlest sessions of the
+// same pool as needed for one more. The pools are separate, so anonymous
+// sessions, which anyone can open, never end a logged-in one. Callers hold
+// s.mu.
+func (s *Server) makeRoom(anonymous bool, now time.Time) {
+	pool, max := s.pool(anonymous), s.cfg.MaxSessions
+	if anonymous {
+		max = s.cfg.MaxAnonSessions
+	}
+	// Idle-expired sessions gather at the front of their idle list.
+	for e := pool.Front(); e != nil; e = pool.Front() {
+		if old := e.Value.(*session); s.expired(old, now) {
+			s.removeSession(old, "expired")
+			continue
+		}
+		break
+	}
+	for pool.Len() >= max {
+		s.removeSession(pool.Front().Value.(*session), "evicted")
+	}
 }
 
 func (s *Server) expired(sess *session, now time.Time) bool {
@@ -687,7 +868,7 @@ func (s *Server) lookup(id [IDSize]byte, now time.Time) *session {
 }
 
 func (s *Server) removeSession(sess *session, why string) {
-	s.idle.Remove(sess.elem)
+	s.pool(sess.info.Anonymous).Remove(sess.elem)
 	delete(s.sessions, sess.id)
 	sess.gone = true
 	s.log.Debug("sexmap: session ended", "why", why, "anonymous", sess.info.Anonymous, "address", sess.info.Address)

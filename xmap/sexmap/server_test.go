@@ -324,7 +324,7 @@ func TestBadHandshakeFrames(t *testing.T) {
 
 func TestOversizedBody(t *testing.T) {
 	e := newEnv(t, func(c *sexmap.Config) { c.MaxBodyBytes = 1024 })
-	c := e.nk(t)
+	c := e.xk(t)
 	mustRoundTrip(t, c, strings.Repeat("a", 1024-8-16)) // exactly the limit
 	_, err := c.RoundTrip(t.Context(), make([]byte, 1024-8-16+1))
 	if se, ok := errors.AsType[*sexmap.StatusError](err); !ok || se.StatusCode != http.StatusRequestEntityTooLarge || se.Code != "too-large" {
@@ -394,20 +394,36 @@ func TestEndSession(t *testing.T) {
 }
 
 func TestMaxSessionsEvictsIdlest(t *testing.T) {
-	e := newEnv(t, func(c *sexmap.Config) { c.MaxSessions = 3 })
-	s1 := e.nk(t)
+	e := newEnv(t, func(c *sexmap.Config) {
+		c.MaxSessions = 3
+		c.MaxAnonSessions = 2
+	})
+	x1 := e.xk(t)
 	e.clock.Advance(time.Second)
-	s2 := e.xk(t)
+	x2 := e.xk(t)
 	e.clock.Advance(time.Second)
-	s3 := e.nk(t)
+	x3 := e.xk(t)
 	e.clock.Advance(time.Second)
-	mustRoundTrip(t, s1, "s1 is now the most recently used")
-	s4 := e.nk(t) // s2 has been idle longest
-	for _, c := range []*sexmap.ClientSession{s1, s3, s4} {
+	n1 := e.nk(t)
+	e.clock.Advance(time.Second)
+	mustRoundTrip(t, x1, "x1 is now the most recently used")
+	x4 := e.xk(t) // x2 has been idle longest among the logged-in
+	for _, c := range []*sexmap.ClientSession{x1, x3, x4, n1} {
 		mustRoundTrip(t, c, "alive")
 	}
-	if _, err := s2.RoundTrip(t.Context(), []byte("x")); !errors.Is(err, sexmap.ErrUnknownSession) {
+	if _, err := x2.RoundTrip(t.Context(), []byte("x")); !errors.Is(err, sexmap.ErrUnknownSession) {
 		t.Fatalf("evicted session: %v", err)
+	}
+	// Anonymous sessions evict anonymous ones only.
+	e.clock.Advance(time.Second)
+	n2 := e.nk(t)
+	e.clock.Advance(time.Second)
+	n3 := e.nk(t) // n1 has been idle longest among the anonymous
+	for _, c := range []*sexmap.ClientSession{x1, x3, x4, n2, n3} {
+		mustRoundTrip(t, c, "alive")
+	}
+	if _, err := n1.RoundTrip(t.Context(), []byte("x")); !errors.Is(err, sexmap.ErrUnknownSession) {
+		t.Fatalf("evicted anonymous session: %v", err)
 	}
 }
 
