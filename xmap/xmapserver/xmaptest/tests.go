@@ -254,7 +254,8 @@ func testMessages(w *world) {
 func testQuota(w *world) {
 	t := w.t
 	a := w.user(alice)
-	r := a.one(&xmap.Append{Folder: byName("INBOX"), Body: bytes.Repeat([]byte("x"), 60)})
+	// 50 + 10 bytes: a copy shares the body and adds its summary only, so 110 > 100.
+	r := a.one(&xmap.Append{Folder: byName("INBOX"), Summary: bytes.Repeat([]byte("s"), 50), Body: bytes.Repeat([]byte("x"), 10)})
 	m := OK[*xmap.AppendResult](t, r).Message
 	Fails(t, a.one(&xmap.Append{Folder: byName("INBOX"), Body: bytes.Repeat([]byte("x"), 60)}), xmap.CodeOverQuota)
 	Fails(t, a.one(&xmap.Copy{Folder: byName("INBOX"), IDs: []string{m.ID}}), xmap.CodeOverQuota)
