@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	cmcrypto "cryptomail/crypto"
 	"cryptomail/xmap"
 	"cryptomail/xmap/xmapserver"
 )
@@ -699,6 +700,19 @@ func (b *Backend) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.
 	a, err := b.user(user)
 	if err != nil {
 		return nil, err
+	}
+	// What the real server (server/outbound) requires of what it stores and relays: a
+	// PGP/MIME body around a real OpenPGP message, and OpenPGP summaries.
+	if cmcrypto.CheckPGPMIME(req.Body) != nil {
+		return nil, xmap.Errorf(xmap.CodeBadRequest, "body is not a PGP/MIME encrypted message (multipart/encrypted around an OpenPGP message)")
+	}
+	for _, r := range req.Recipients {
+		if len(r.Summary) > 0 && cmcrypto.CheckEncrypted(r.Summary) != nil {
+			return nil, xmap.Errorf(xmap.CodeBadRequest, "summary for %s is not an OpenPGP encrypted message", r.Address)
+		}
+	}
+	if len(req.SentSummary) > 0 && cmcrypto.CheckEncrypted(req.SentSummary) != nil {
+		return nil, xmap.Errorf(xmap.CodeBadRequest, "sent-summary is not an OpenPGP encrypted message")
 	}
 	type local struct {
 		acct    *account
