@@ -174,3 +174,30 @@ func TestCheckPGPMIME(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCheckEncrypted: the checks never panic, and anything CheckEncrypted
+// passes starts with a session-key packet (PKESK, tag 1, or SKESK, tag 3).
+func FuzzCheckEncrypted(f *testing.F) {
+	body, err := os.ReadFile(filepath.Join("testdata", "seal", "body.pgp"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(body)
+	f.Add(body[:len(body)/2])
+	f.Add([]byte("-----BEGIN PGP MESSAGE-----\n\n-----END PGP MESSAGE-----\n"))
+	f.Add(pgpMIME("From: a@b\r\n", "Version: 1", "x"))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		if cmcrypto.CheckEncrypted(msg) == nil {
+			tag := msg[0] & 0x3f
+			if msg[0]&0x40 == 0 {
+				tag = (msg[0] >> 2) & 0x0f
+			}
+			if tag != 1 && tag != 3 {
+				t.Errorf("passed a message starting with packet tag %d", tag)
+			}
+		}
+		_ = cmcrypto.CheckArmoredEncrypted(msg)
+		_ = cmcrypto.CheckPGPMIME(msg)
+		_ = cmcrypto.IsPGPMIMELabelled(msg)
+	})
+}
