@@ -3,10 +3,12 @@ package crypto
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
+	"mime/quotedprintable"
 	"net/textproto"
 	"strings"
 
@@ -108,18 +110,6 @@ func CheckArmoredEncrypted(text []byte) error {
 // maxPGPMIMEHeader bounds the header section CheckPGPMIME reads.
 const maxPGPMIMEHeader = 256 << 10
 
-// IsPGPMIMELabelled reports whether msg's top-level Content-Type says it is
-// encrypted: multipart/encrypted (RFC 3156, RFC 1847) or
-// application/pgp-encrypted. An unreadable header is not labelled.
-func IsPGPMIMELabelled(msg []byte) bool {
-	h, _, err := splitMessage(msg)
-	if err != nil {
-		return false
-	}
-	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
-	return err == nil && (mt == "multipart/encrypted" || mt == "application/pgp-encrypted")
-}
-
 // CheckPGPMIME reports whether msg is a PGP/MIME encrypted message (RFC
 // 3156, section 4) whose encrypted part really is an OpenPGP encrypted
 // message: the top-level Content-Type is multipart/encrypted with protocol
@@ -133,6 +123,10 @@ func CheckPGPMIME(msg []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: unreadable header", ErrNotEncrypted)
 	}
+	return checkPGPMIME(h, body)
+}
+
+func checkPGPMIME(h textproto.MIMEHeader, body []byte) error {
 	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
 	if err != nil || mt != "multipart/encrypted" || !strings.EqualFold(params["protocol"], "application/pgp-encrypted") {
 		return fmt.Errorf("%w: not multipart/encrypted with protocol application/pgp-encrypted", ErrNotEncrypted)
@@ -177,6 +171,116 @@ func CheckPGPMIME(msg []byte) error {
 		return fmt.Errorf("%w: control part is not \"Version: 1\"", ErrNotEncrypted)
 	}
 	return CheckArmoredEncrypted(parts[1])
+}
+
+// Bounds of the MIME tree CheckLabelledParts walks.
+const (
+	maxMIMEDepth = 16
+	maxMIMEParts = 1000
+)
+
+// CheckLabelledParts reports whether every part of msg that is labelled
+// encrypted is: a multipart/encrypted part (the message itself or one
+// nested anywhere, message/rfc822 included) must pass the PGP/MIME check of
+// CheckPGPMIME, and an application/pgp-encrypted part outside one must hold
+// an encrypted OpenPGP message, binary or armored (after its transfer
+// encoding). A message with no such part passes, so a readable message may
+// go out readable, but never labelled as encrypted. The tree is walked to
+// maxMIMEDepth levels and maxMIMEParts parts; a deeper or larger one is
+// refused. The error never quotes msg.
+func CheckLabelledParts(msg []byte) error {
+	h, body, err := splitMessage(msg)
+	if err != nil {
+		return fmt.Errorf("%w: unreadable header", ErrNotEncrypted)
+	}
+	parts := 0
+	return walkLabelled(h, body, 0, &parts)
+}
+
+func walkLabelled(h textproto.MIMEHeader, body []byte, depth int, parts *int) error {
+	if depth > maxMIMEDepth {
+		return fmt.Errorf("%w: MIME structure too deep to check", ErrNotEncrypted)
+	}
+	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+	if err != nil {
+		return nil // no readable type: text/plain to a reader, labelled nothing
+	}
+	switch {
+	case mt == "multipart/encrypted":
+		return checkPGPMIME(h, body)
+	case mt == "application/pgp-encrypted":
+		data, err := decodeTransfer(h.Get("Content-Transfer-Encoding"), body)
+		if err != nil {
+			return fmt.Errorf("%w: undecodable application/pgp-encrypted part", ErrNotEncrypted)
+		}
+		if CheckEncrypted(data) != nil && CheckArmoredEncrypted(data) != nil {
+			return fmt.Errorf("%w: application/pgp-encrypted part is not an OpenPGP encrypted message", ErrNotEncrypted)
+		}
+		return nil
+	case mt == "message/rfc822":
+		ih, ibody, err := splitMessage(body)
+		if err != nil {
+			return nil // not a message a reader can open either
+		}
+		return walkLabelled(ih, ibody, depth+1, parts)
+	case strings.HasPrefix(mt, "multipart/"):
+		if params["boundary"] == "" {
+			return nil
+		}
+		mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+		for {
+			p, err := mr.NextRawPart()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return nil // the rest is not a part to a reader either
+			}
+			if *parts++; *parts > maxMIMEParts {
+				return fmt.Errorf("%w: too many MIME parts to check", ErrNotEncrypted)
+			}
+			b, err := io.ReadAll(p)
+			if err != nil {
+				return nil
+			}
+			if err := walkLabelled(p.Header, b, depth+1, parts); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// decodeTransfer undoes a part's Content-Transfer-Encoding.
+func decodeTransfer(cte string, body []byte) ([]byte, error) {
+	switch strings.ToLower(strings.TrimSpace(cte)) {
+	case "", "7bit", "8bit", "binary":
+		return body, nil
+	case "base64":
+		return io.ReadAll(base64.NewDecoder(base64.StdEncoding, &newlineStripper{r: bytes.NewReader(body)}))
+	case "quoted-printable":
+		return io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
+	}
+	return nil, fmt.Errorf("unknown transfer encoding")
+}
+
+// newlineStripper drops CR and LF, which base64 bodies are broken with.
+type newlineStripper struct{ r io.Reader }
+
+func (n *newlineStripper) Read(p []byte) (int, error) {
+	for {
+		k, err := n.r.Read(p)
+		j := 0
+		for _, c := range p[:k] {
+			if c != '\r' && c != '\n' {
+				p[j] = c
+				j++
+			}
+		}
+		if j > 0 || err != nil {
+			return j, err
+		}
+	}
 }
 
 // splitMessage reads an RFC 5322 message's header section and returns it

@@ -2,6 +2,7 @@ package crypto_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -153,9 +154,6 @@ func TestCheckPGPMIME(t *testing.T) {
 	if err := cmcrypto.CheckPGPMIME(pgpMIME(hdr, "Version: 1", armored)); err != nil {
 		t.Fatalf("a real PGP/MIME message: %v", err)
 	}
-	if !cmcrypto.IsPGPMIMELabelled(pgpMIME(hdr, "Version: 1", "hello")) {
-		t.Error("multipart/encrypted not seen as labelled encrypted")
-	}
 	for _, tc := range []struct {
 		name string
 		msg  []byte
@@ -198,6 +196,50 @@ func FuzzCheckEncrypted(f *testing.F) {
 		}
 		_ = cmcrypto.CheckArmoredEncrypted(msg)
 		_ = cmcrypto.CheckPGPMIME(msg)
-		_ = cmcrypto.IsPGPMIMELabelled(msg)
+		_ = cmcrypto.CheckLabelledParts(msg)
 	})
+}
+
+// TestCheckLabelledParts: a readable message passes, but no part of it may
+// be labelled encrypted without being an OpenPGP message, however deep
+// (issue 9, item 6).
+func TestCheckLabelledParts(t *testing.T) {
+	body := readTestdata(t, "seal/body.pgp")
+	armored := string(armorMessage(t, body))
+	hdr := "From: alice@example.test\r\nMIME-Version: 1.0\r\n"
+	mixed := func(part string) []byte {
+		return []byte(hdr + "Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n" +
+			"--m\r\nContent-Type: text/plain\r\n\r\nHello.\r\n" +
+			"--m\r\n" + part + "\r\n--m--\r\n")
+	}
+	pgpMIMEPart := func(payload string) string {
+		return "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b1\"\r\n\r\n" +
+			"--b1\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n" +
+			"--b1\r\nContent-Type: application/octet-stream\r\n\r\n" + payload + "\r\n--b1--"
+	}
+	b64 := base64.StdEncoding.EncodeToString(body)
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+		ok   bool
+	}{
+		{"plain text", []byte(hdr + "Content-Type: text/plain\r\n\r\nHello.\r\n"), true},
+		{"no content type", []byte(hdr + "\r\nHello.\r\n"), true},
+		{"real PGP/MIME", pgpMIME(hdr, "Version: 1", armored), true},
+		{"readable PGP/MIME", pgpMIME(hdr, "Version: 1", "PAYNOW"), false},
+		{"nested real PGP/MIME", mixed(pgpMIMEPart(armored)), true},
+		{"nested readable PGP/MIME", mixed(pgpMIMEPart("PAYNOW")), false},
+		{"attached real message", mixed("Content-Type: application/pgp-encrypted\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64), true},
+		{"attached armored message", mixed("Content-Type: application/pgp-encrypted\r\n\r\n" + armored), true},
+		{"attached readable", mixed("Content-Type: application/pgp-encrypted\r\n\r\nPAYNOW"), false},
+		{"forwarded readable PGP/MIME", mixed("Content-Type: message/rfc822\r\n\r\n" + string(pgpMIME(hdr, "Version: 1", "PAYNOW"))), false},
+	} {
+		err := cmcrypto.CheckLabelledParts(tc.msg)
+		if tc.ok && err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if !tc.ok && !errors.Is(err, cmcrypto.ErrNotEncrypted) {
+			t.Errorf("%s: %v, want ErrNotEncrypted", tc.name, err)
+		}
+	}
 }

@@ -80,9 +80,9 @@ func (s *Sender) checkContent(user string, req *xmap.Send) error {
 		if err := s.checkSender(user, req.PlaintextBody, "plaintext-body"); err != nil {
 			return err
 		}
-		// Readable by consent, but never labelled as what it is not.
-		if cmcrypto.IsPGPMIMELabelled(req.PlaintextBody) && cmcrypto.CheckPGPMIME(req.PlaintextBody) != nil {
-			return xmap.Errorf(xmap.CodeBadRequest, "plaintext-body is labelled encrypted but is not an OpenPGP message")
+		// Readable by consent, but no part of it labelled as what it is not.
+		if cmcrypto.CheckLabelledParts(req.PlaintextBody) != nil {
+			return xmap.Errorf(xmap.CodeBadRequest, "plaintext-body has a part labelled encrypted that is not an OpenPGP message")
 		}
 	}
 	for _, r := range req.Recipients {

@@ -17,8 +17,8 @@
 // allow-plaintext (else plaintext-refused) and a relay is configured (else
 // denied); the body's readable From: (and Sender:) is the user's own
 // address, else denied; the body is PGP/MIME around a real OpenPGP
-// encrypted message (crypto.CheckPGPMIME), a plaintext body labelled
-// encrypted is one too, and every client summary is an OpenPGP encrypted
+// encrypted message (crypto.CheckPGPMIME), no part of a plaintext body
+// is labelled encrypted without being one (crypto.CheckLabelledParts), and every client summary is an OpenPGP encrypted
 // message (crypto.CheckEncrypted), else bad-request; the body fits the
 // stored-size limit; the user has a Sent folder; the user's send allowance
 // (Config.MaxRecipientsPerHour) covers every recipient, else rate-limited

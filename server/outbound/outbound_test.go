@@ -164,6 +164,10 @@ func TestSendRefused(t *testing.T) {
 		{"plaintext labelled encrypted, readable", false, xmap.Send{Recipients: []xmap.Recipient{
 			{Address: bob, Encrypted: true}, {Address: dave, AllowPlaintext: true}}, Body: body,
 			PlaintextBody: fakePGPMIME(alice, dave, "Pay the invoice today.")}, xmap.CodeBadRequest},
+		{"plaintext with a forwarded part labelled encrypted, readable", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: bob, Encrypted: true}, {Address: dave, AllowPlaintext: true}}, Body: body,
+			PlaintextBody: []byte("From: " + alice + "\r\nTo: " + dave + "\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n" +
+				"Content-Type: message/rfc822\r\n\r\n" + string(fakePGPMIME(alice, dave, "Pay the invoice today.")) + "\r\n--m--\r\n")}, xmap.CodeBadRequest},
 		// Issue 9, item 10: summaries are stored, so they must be OpenPGP messages.
 		{"readable summary", false, xmap.Send{Recipients: []xmap.Recipient{
 			{Address: bob, Encrypted: true, Summary: []byte(`{"subject":"readable"}`)}}, Body: body}, xmap.CodeBadRequest},
