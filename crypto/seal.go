@@ -21,7 +21,8 @@ const MessageType = "PGP MESSAGE"
 const writeChunk = 64 << 10
 
 // ErrNotEncrypted is returned by Decrypt for OpenPGP data that is not an
-// encrypted message.
+// encrypted message, and by CheckEncrypted, CheckArmoredEncrypted and
+// CheckPGPMIME for data that is not one.
 var ErrNotEncrypted = errors.New("not an encrypted OpenPGP message")
 
 // Sealer encrypts data for storage. The zero value (and a nil *Sealer) uses

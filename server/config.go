@@ -103,6 +103,9 @@ type RelayConfig struct {
 	MaxRetry          Duration `toml:"max_retry"`
 	Concurrency       int      `toml:"concurrency"`
 	Timeout           Duration `toml:"timeout"`
+	// MaxRecipientsPerHour bounds what one user sends (every recipient of
+	// every send, local or remote); 0: no limit.
+	MaxRecipientsPerHour int `toml:"max_recipients_per_hour"`
 }
 
 type LogConfig struct {
@@ -166,6 +169,8 @@ func Defaults() Config {
 			MaxRetry:      Duration{time.Hour},
 			Concurrency:   4,
 			Timeout:       Duration{5 * time.Minute},
+
+			MaxRecipientsPerHour: 1000,
 		},
 		Log: LogConfig{Level: "info", Format: "text"},
 	}
@@ -379,6 +384,9 @@ func (c *Config) validate() error {
 	}
 	if c.Relay.Concurrency < 1 {
 		return bad("relay.concurrency", "must be at least 1")
+	}
+	if c.Relay.MaxRecipientsPerHour < 0 {
+		return bad("relay.max_recipients_per_hour", "must not be negative (0: no limit)")
 	}
 	if c.Relay.QueueLifetime.Duration <= 0 || c.Relay.MinRetry.Duration <= 0 || c.Relay.Timeout.Duration <= 0 {
 		return bad("relay.queue_lifetime", "queue_lifetime, min_retry and timeout must be positive")

@@ -57,6 +57,7 @@ func TestEveryKeyDocumented(t *testing.T) {
 		"relay":   {"smarthost", "starttls", "ca_file", "username", "password", "allow_insecure_auth", "queue_lifetime", "min_retry", "max_retry", "concurrency", "timeout"},
 		"log":     {"level", "format"},
 	}
+	keys["relay"] = append(keys["relay"], "max_recipients_per_hour")
 	for table, ks := range keys {
 		for _, k := range ks {
 			full := table + "." + k
@@ -103,6 +104,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad smarthost", base + "[relay]\nsmarthost = \"relay.example\"\n", "relay.smarthost", 6, "host:port"},
 		{"bad starttls", base + "[relay]\nstarttls = \"maybe\"\n", "relay.starttls", 6, "required, opportunistic or off"},
 		{"user without password", base + "[relay]\nusername = \"u\"\n", "relay.password", 0, "together"},
+		{"negative send limit", base + "[relay]\nmax_recipients_per_hour = -1\n", "relay.max_recipients_per_hour", 6, "negative"},
 		{"syntax", base + "[lmtp\n", "*", -1, "end table name"},
 	}
 	for _, tt := range tests {

@@ -19,6 +19,7 @@ import (
 	"cryptomail/server/accounts"
 	"cryptomail/xmap"
 	"cryptomail/xmap/sexmap"
+	"cryptomail/xmap/xmapserver/xmaptest"
 )
 
 // recorder is a proxy between client and server that keeps every transport
@@ -137,7 +138,7 @@ func TestSeXMAPReplayAndTamper(t *testing.T) {
 		res := xmapCall(t, sess, &xmap.ListMessages{Folder: xmap.FolderRef{Name: "Drafts"}})
 		return res.(*xmap.ListMessagesResult).Total
 	}
-	xmapCall(t, sess, &xmap.Append{Folder: xmap.FolderRef{Name: "Drafts"}, Body: []byte("ciphertext body"), Summary: []byte("ciphertext summary")})
+	xmapCall(t, sess, &xmap.Append{Folder: xmap.FolderRef{Name: "Drafts"}, Body: xmaptest.Sealed("ciphertext body"), Summary: xmaptest.Sealed("ciphertext summary")})
 	appendReq := rc.last()
 	if n := count(); n != 1 {
 		t.Fatalf("Drafts has %d messages, want 1", n)

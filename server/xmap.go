@@ -88,6 +88,8 @@ func newMailAccess(ctx context.Context, cfg *Config, st *shard.Store, logger *sl
 		Timeout:           cfg.Relay.Timeout.Duration,
 		OnStored:          mail.Notifier().Notify,
 		Logger:            logger.With("part", "outbound"),
+
+		MaxRecipientsPerHour: cfg.Relay.MaxRecipientsPerHour,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbound queue: %w", err)

@@ -96,7 +96,7 @@ func (m *mutator) step() {
 	case 4:
 		err = m.s.MoveMessages(ctx, alice, m.pick(shard.KindMessage), m.folder())
 	case 5:
-		_, err = m.s.CopyMessages(ctx, alice, m.pick(shard.KindMessage), m.folder(), 0)
+		_, err = m.s.CopyMessages(ctx, alice, m.pick(shard.KindMessage), m.folder(), 0, 0)
 	case 6, 7:
 		err = m.s.DeleteMessages(ctx, alice, m.pick(shard.KindMessage))
 	case 8:

@@ -43,6 +43,20 @@
 // repeat nor shift it. A page, its folder's count and the state it reports
 // are read in one snapshot.
 //
+// # Bodies
+//
+// A message's body (the large ciphertext) is a row of its own in the
+// bodies table, which the message refers to (messages.body_id). A copy
+// within the shard refers to its original's body instead of storing it
+// again, so a copy costs a row and a summary, never a body; CopyMessages
+// also caps what one copy adds (summaries and rows). Triggers keep the rule
+// that no write path can forget: a message cannot be stored without a body
+// nor change it, and the delete of the last message referring to a body
+// deletes the body in the same transaction (with secure_delete, its pages
+// are zeroed). The stored-bytes counter counts each body once however many
+// messages share it. Messages and export read the body through the
+// reference, so every message is still emitted with its body.
+//
 // # Modseq and delta sync
 //
 // The shard's modseq (table state) only grows. Every write bumps it first

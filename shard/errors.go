@@ -44,6 +44,9 @@ var (
 	// ErrQuota: the write would take the user over a limit the caller set
 	// (stored bytes, number of folders).
 	ErrQuota = errors.New("over quota")
+	// ErrLimit: the write would add more than the caller's limit for one
+	// request (CopyMessages).
+	ErrLimit = errors.New("over the limit of one request")
 	// ErrTooManyFlags: a message would have more than MaxFlags flags.
 	ErrTooManyFlags = errors.New("too many flags")
 	// ErrBadCursor: a page cursor this shard did not make for this query.
@@ -58,7 +61,7 @@ var (
 )
 
 var sentinels = []error{ErrNotFound, ErrExists, ErrBusy, ErrNoSpace, ErrNoSuchFolder, ErrInvalid, ErrCorrupt, ErrClosed,
-	ErrNoSuchMessage, ErrNoSuchContact, ErrSystemFolder, ErrFolderExists, ErrQuota, ErrTooManyFlags, ErrBadCursor, ErrUnknownState, ErrKeyChanged}
+	ErrNoSuchMessage, ErrNoSuchContact, ErrSystemFolder, ErrFolderExists, ErrQuota, ErrLimit, ErrTooManyFlags, ErrBadCursor, ErrUnknownState, ErrKeyChanged}
 
 // An IDError names the id an operation on several ids failed on.
 type IDError struct {

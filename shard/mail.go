@@ -394,7 +394,7 @@ func (s *Store) ListMessages(ctx context.Context, address string, q ListQuery, f
 			return err
 		}
 		page.FolderID, page.Total = f.ID, f.Total
-		const cols = `SELECT id, folder_id, flags, received_s, modseq, length(summary), length(body), summary FROM messages WHERE folder_id = ?`
+		const cols = `SELECT id, folder_id, flags, received_s, modseq, length(summary), ` + bodyLength + `, summary FROM messages WHERE folder_id = ?`
 		order, cmp := ` ORDER BY received_s ASC, id ASC LIMIT ?`, `>`
 		if q.Desc {
 			order, cmp = ` ORDER BY received_s DESC, id DESC LIMIT ?`, `<`
@@ -436,8 +436,12 @@ func (s *Store) ListMessages(ctx context.Context, address string, q ListQuery, f
 	return page, nil
 }
 
+// bodyLength is the length of a messages row's body, as a column of a
+// query on messages.
+const bodyLength = `(SELECT length(data) FROM bodies WHERE bodies.id = messages.body_id)`
+
 // scanInfo reads the columns id, folder_id, flags, received_s, modseq,
-// length(summary), length(body) and, if withSummary, summary.
+// length(summary), the body's length and, if withSummary, summary.
 func scanInfo(r rowScanner, withSummary bool) (MessageInfo, error) {
 	var m MessageInfo
 	var flags string
@@ -495,7 +499,7 @@ func (s *Store) FetchMessages(ctx context.Context, address string, ids []int64, 
 	return s.snapshot(ctx, address, "fetch messages", func(ctx context.Context, db querier) error {
 		for _, id := range ids {
 			m, err := scanInfo(db.QueryRowContext(ctx,
-				`SELECT id, folder_id, flags, received_s, modseq, length(summary), length(body) FROM messages WHERE id = ?`, id), false)
+				`SELECT id, folder_id, flags, received_s, modseq, length(summary), `+bodyLength+` FROM messages WHERE id = ?`, id), false)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			}
@@ -505,11 +509,11 @@ func (s *Store) FetchMessages(ctx context.Context, address string, ids []int64, 
 			load := func(summary, body bool) (sum, b []byte, err error) {
 				switch {
 				case summary && body:
-					err = db.QueryRowContext(ctx, `SELECT summary, body FROM messages WHERE id = ?`, id).Scan(&sum, &b)
+					err = db.QueryRowContext(ctx, `SELECT m.summary, b.data FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.id = ?`, id).Scan(&sum, &b)
 				case summary:
 					err = db.QueryRowContext(ctx, `SELECT summary FROM messages WHERE id = ?`, id).Scan(&sum)
 				case body:
-					err = db.QueryRowContext(ctx, `SELECT body FROM messages WHERE id = ?`, id).Scan(&b)
+					err = db.QueryRowContext(ctx, `SELECT b.data FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.id = ?`, id).Scan(&b)
 				}
 				return sum, b, err
 			}
@@ -675,12 +679,19 @@ func reserve(ctx context.Context, tx *sql.Tx, quota, n int64) error {
 	return nil
 }
 
+// CopyRowBytes is what CopyMessages counts for a copy's row and index
+// entries, on top of its summary, against the limit of one copy.
+const CopyRowBytes = 128
+
 // CopyMessages copies messages into a folder, all or nothing, and returns
 // the copies' ids in the order of ids. A copy has the original's summary,
-// body and received time, and its flags without \Deleted. ErrNoSuchFolder,
-// an *IDError with ErrNoSuchMessage, ErrQuota (stored bytes over quota;
-// quota <= 0: no limit).
-func (s *Store) CopyMessages(ctx context.Context, address string, ids []int64, to FolderRef, quota int64) ([]int64, error) {
+// received time and body, and its flags without \Deleted. The body is not
+// written again: the copy shares the original's (doc.go, Bodies), so a copy
+// stores only a row and its summary. ErrNoSuchFolder, an *IDError with
+// ErrNoSuchMessage, ErrQuota (stored bytes over quota; quota <= 0: no
+// limit), ErrLimit (the copies would add more than limit bytes, counting
+// each copy's summary and CopyRowBytes; limit <= 0: no limit).
+func (s *Store) CopyMessages(ctx context.Context, address string, ids []int64, to FolderRef, quota, limit int64) ([]int64, error) {
 	var out []int64
 	err := s.change(ctx, address, "copy messages", func(ctx context.Context, tx *sql.Tx, st *stamper) error {
 		out = out[:0]
@@ -693,7 +704,7 @@ func (s *Store) CopyMessages(ctx context.Context, address string, ids []int64, t
 		for i, id := range ids {
 			var fl string
 			var n int64
-			err := tx.QueryRowContext(ctx, `SELECT flags, length(summary) + length(body) FROM messages WHERE id = ?`, id).Scan(&fl, &n)
+			err := tx.QueryRowContext(ctx, `SELECT flags, length(summary) FROM messages WHERE id = ?`, id).Scan(&fl, &n)
 			if errors.Is(err, sql.ErrNoRows) {
 				return &IDError{ID: id, Err: ErrNoSuchMessage}
 			}
@@ -702,7 +713,12 @@ func (s *Store) CopyMessages(ctx context.Context, address string, ids []int64, t
 			}
 			flags[i] = strings.Join(slices.DeleteFunc(splitFlags(fl), func(f string) bool { return f == FlagDeleted }), " ")
 			size += n
+			if limit > 0 && size+int64(i+1)*CopyRowBytes > limit {
+				return fmt.Errorf("copy of %d messages: more than %d bytes: %w", len(ids), limit, ErrLimit)
+			}
 		}
+		// Quota hook: what the copies add to the stored bytes is their
+		// summaries; their bodies are shared.
 		if err := reserve(ctx, tx, quota, size); err != nil {
 			return err
 		}
@@ -717,8 +733,8 @@ func (s *Store) CopyMessages(ctx context.Context, address string, ids []int64, t
 			}
 			var copyID int64
 			err = tx.QueryRowContext(ctx, `
-				INSERT INTO messages (folder_id, uid, flags, received, size, modseq, created_modseq, summary, body)
-				SELECT ?, ?, ?, received, size, ?, ?, summary, body FROM messages WHERE id = ?
+				INSERT INTO messages (folder_id, uid, flags, received, size, modseq, created_modseq, summary, body_id)
+				SELECT ?, ?, ?, received, size, ?, ?, summary, body_id FROM messages WHERE id = ?
 				RETURNING id`, f.ID, uid, flags[i], modseq, modseq, id).Scan(&copyID)
 			if err != nil {
 				return err

@@ -326,14 +326,14 @@ func TestMessageOps(t *testing.T) {
 	}
 
 	// Copy: new ids, same blobs and time, flags without \Deleted.
-	copies, err := s.CopyMessages(ctx, alice, []int64{m1, m2}, shard.FolderRef{ID: drafts.ID}, 0)
+	copies, err := s.CopyMessages(ctx, alice, []int64{m1, m2}, shard.FolderRef{ID: drafts.ID}, 0, 0)
 	if err != nil || len(copies) != 2 || copies[0] == m1 || copies[1] == m2 {
 		t.Fatalf("copy: %v %v", copies, err)
 	}
 	if c, _ := info(t, s, copies[0]); string(c.Body) != "one" || strings.Join(c.Flags, " ") != `\Seen \Flagged $work` || c.FolderID != drafts.ID || !c.Received.Equal(time.Unix(1700000000, 0)) {
 		t.Errorf("copy %+v", c)
 	}
-	if _, err := s.CopyMessages(ctx, alice, []int64{m1, 77}, shard.FolderRef{ID: drafts.ID}, 0); !errors.Is(err, shard.ErrNoSuchMessage) {
+	if _, err := s.CopyMessages(ctx, alice, []int64{m1, 77}, shard.FolderRef{ID: drafts.ID}, 0, 0); !errors.Is(err, shard.ErrNoSuchMessage) {
 		t.Errorf("copy of an unknown id: %v", err)
 	}
 
@@ -387,7 +387,8 @@ func TestMessageOps(t *testing.T) {
 	if _, ok := info(t, s, m1); ok {
 		t.Error("expunged message still there")
 	}
-	if after, _ := s.Usage(ctx, alice); after != usage-int64(len("one")+len("s:one")) {
+	// copies[0] still holds m1's body, which it shares: only the summary goes.
+	if after, _ := s.Usage(ctx, alice); after != usage-int64(len("s:one")) {
 		t.Errorf("usage %d → %d after expunging m1", usage, after)
 	}
 
@@ -421,7 +422,7 @@ func TestQuota(t *testing.T) {
 	ctx := context.Background()
 	s := newEnv(t, 1).open(t)
 	mustCreate(t, s, alice)
-	big := shard.NewMessage{Body: bytes.Repeat([]byte("x"), 60)}
+	big := shard.NewMessage{Summary: bytes.Repeat([]byte("s"), 20), Body: bytes.Repeat([]byte("x"), 40)}
 	m, err := s.Append(ctx, alice, shard.FolderRef{Name: "INBOX"}, big, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -429,7 +430,8 @@ func TestQuota(t *testing.T) {
 	if _, err := s.Append(ctx, alice, shard.FolderRef{Name: "INBOX"}, big, 100); !errors.Is(err, shard.ErrQuota) {
 		t.Errorf("append over quota: %v", err)
 	}
-	if _, err := s.CopyMessages(ctx, alice, []int64{m.ID}, shard.FolderRef{Name: "INBOX"}, 100); !errors.Is(err, shard.ErrQuota) {
+	// A copy shares the body: it adds its summary only (60 + 20 > 79).
+	if _, err := s.CopyMessages(ctx, alice, []int64{m.ID}, shard.FolderRef{Name: "INBOX"}, 79, 0); !errors.Is(err, shard.ErrQuota) {
 		t.Errorf("copy over quota: %v", err)
 	}
 	c, err := s.PutContact(ctx, alice, 0, bytes.Repeat([]byte("c"), 30), 100)

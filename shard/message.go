@@ -119,9 +119,14 @@ func insertInto(ctx context.Context, tx *sql.Tx, modseq, folderID int64, flags s
 	if err != nil {
 		return 0, 0, err
 	}
+	// The body goes in first: a message always has one (doc.go, Bodies).
+	var bodyID int64
+	if err := tx.QueryRowContext(ctx, `INSERT INTO bodies (data) VALUES (?) RETURNING id`, nonNil(body)).Scan(&bodyID); err != nil {
+		return 0, 0, err
+	}
 	res, err := tx.ExecContext(ctx,
-		`INSERT INTO messages (folder_id, uid, flags, received, size, modseq, created_modseq, summary, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		folderID, uid, flags, received, size, modseq, modseq, nonNil(summary), nonNil(body))
+		`INSERT INTO messages (folder_id, uid, flags, received, size, modseq, created_modseq, summary, body_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		folderID, uid, flags, received, size, modseq, modseq, nonNil(summary), bodyID)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -192,8 +197,8 @@ func (s *Store) Messages(ctx context.Context, address string, fn func(Message) e
 	var fnErr error
 	err := s.read(ctx, address, "messages", func(ctx context.Context, db *sql.DB) error {
 		rows, err := db.QueryContext(ctx, `
-			SELECT m.id, f.name, m.uid, m.flags, m.received, m.size, m.modseq, m.summary, m.body
-			FROM messages m JOIN folders f ON f.id = m.folder_id
+			SELECT m.id, f.name, m.uid, m.flags, m.received, m.size, m.modseq, m.summary, b.data
+			FROM messages m JOIN folders f ON f.id = m.folder_id JOIN bodies b ON b.id = m.body_id
 			ORDER BY m.folder_id, m.uid`)
 		if err != nil {
 			return err

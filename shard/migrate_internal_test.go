@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -136,5 +138,115 @@ func TestMigrateMail(t *testing.T) {
 	}
 	if cs, err := s.Changes(ctx, a, since, 10); err != nil || len(cs.Changes) != 1 || cs.Changes[0] != (Change{KindMessage, id, Created}) {
 		t.Errorf("changes after a new delivery: %+v %v", cs, err)
+	}
+}
+
+// TestMigrateBodies: a shard written before migration 0006 (a body in each
+// messages row) comes out with its bodies in the bodies table, readable,
+// usage unchanged, and with copies sharing them and expunge freeing them.
+func TestMigrateBodies(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	opts := Options{DataDir: filepath.Join(root, "data"), Homes: []string{filepath.Join(root, "home")}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	const a = "alice@example.org"
+	s, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.CreateUser(ctx, a, []byte("key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	// Replace the shard with one at the schema before 0006, filled as the
+	// old code did.
+	path := ShardPath(u.Home, a)
+	if _, err := removeFiles(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := createFile(path); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := shardMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(ms, func(m migration) bool { return strings.HasPrefix(m.name, "0006_") })
+	if i < 0 {
+		t.Fatal("no migration 0006")
+	}
+	db := sql.OpenDB(newConnector(path, DefaultBusyTimeout, kindShard, false))
+	if err := migrate(ctx, db, ms[:i]); err != nil {
+		t.Fatal(err)
+	}
+	bodies := []string{"one", "two", "three"}
+	for n, b := range bodies {
+		if _, err := db.Exec(`UPDATE state SET modseq = modseq + 1`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(`INSERT INTO messages (folder_id, uid, flags, received, size, modseq, created_modseq, summary, body)
+			SELECT id, ?, '', ?, ?, (SELECT modseq FROM state), (SELECT modseq FROM state), ?, ? FROM folders WHERE role = 'inbox'`,
+			n+1, int64(1700000000+n)*1e9, len(b), []byte("sum"), []byte(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var usedBefore int64
+	if err := db.QueryRow(`SELECT used FROM state`).Scan(&usedBefore); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s, err = Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if used, err := s.Usage(ctx, a); err != nil || used != usedBefore || used != int64(3*3+len("onetwothree")) {
+		t.Errorf("usage %d %v after migration, want %d", used, err, usedBefore)
+	}
+	var got []string
+	var ids []int64
+	if err := s.Messages(ctx, a, func(m Message) error {
+		got = append(got, string(m.Body))
+		ids = append(ids, m.ID)
+		return nil
+	}); err != nil || !slices.Equal(got, bodies) {
+		t.Fatalf("bodies after migration: %q %v", got, err)
+	}
+	raw := sql.OpenDB(newConnector(path, DefaultBusyTimeout, kindShard, true))
+	defer raw.Close()
+	count := func(table string) int {
+		var n int
+		if err := raw.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count("bodies"); n != 3 {
+		t.Errorf("%d bodies after migration, want 3", n)
+	}
+	// A migrated message's copy shares its body, which the last one frees.
+	copies, err := s.CopyMessages(ctx, a, []int64{ids[0], ids[0]}, FolderRef{Name: "Trash"}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count("bodies"); n != 3 {
+		t.Errorf("%d bodies after a copy, want 3", n)
+	}
+	if err := s.DeleteMessages(ctx, a, append([]int64{ids[0]}, copies...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMessages(ctx, a, append([]int64{ids[0]}, copies...)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Expunge(ctx, a, FolderRef{Name: "Trash"}); err != nil || n != 3 {
+		t.Fatalf("expunge: %d %v", n, err)
+	}
+	if n := count("bodies"); n != 2 {
+		t.Errorf("%d bodies after expunging a message and its copies, want 2", n)
+	}
+	if used, err := s.Usage(ctx, a); err != nil || used != int64(2*3+len("twothree")) {
+		t.Errorf("usage %d %v after expunge", used, err)
 	}
 }

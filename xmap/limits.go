@@ -64,6 +64,10 @@ const (
 	MaxMessageSize = 20 << 20
 	// MaxSummarySize bounds an encrypted summary.
 	MaxSummarySize = 32 << 10
+	// MaxCopyBytes bounds what one copy request may add to the stored bytes: each copy's
+	// summary plus a fixed cost for its row (a copy shares the original's body, so bodies
+	// do not count). Over it, the copy fails with limit-exceeded and stores nothing.
+	MaxCopyBytes = 2 << 20
 	// MaxContactSize bounds an encrypted contact.
 	MaxContactSize = 32 << 10
 	// MaxKeySize bounds an OpenPGP public key and a sealed private key.

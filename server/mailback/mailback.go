@@ -146,6 +146,8 @@ func (b *Backend) fail(ctx context.Context, op string, err error) error {
 		return xmap.Errorf(xmap.CodeLimitExceeded, "more than %d flags", xmap.MaxFlags)
 	case errors.Is(err, shard.ErrQuota):
 		return xmap.Errorf(xmap.CodeOverQuota, "mailbox full")
+	case errors.Is(err, shard.ErrLimit):
+		return xmap.Errorf(xmap.CodeLimitExceeded, "copy would store more than %d bytes; copy fewer messages at a time", xmap.MaxCopyBytes)
 	case errors.Is(err, shard.ErrBadCursor):
 		return xmap.Errorf(xmap.CodeBadRequest, "invalid cursor")
 	case errors.Is(err, shard.ErrUnknownState):
@@ -383,7 +385,7 @@ func (b *Backend) Copy(ctx context.Context, user string, req *xmap.Copy) ([]xmap
 	if err != nil {
 		return nil, err
 	}
-	copies, err := b.store.CopyMessages(ctx, user, ids, ref, b.opts.Quota)
+	copies, err := b.store.CopyMessages(ctx, user, ids, ref, b.opts.Quota, xmap.MaxCopyBytes)
 	if err := b.done(ctx, user, "copy", err); err != nil {
 		return nil, err
 	}

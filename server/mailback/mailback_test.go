@@ -175,7 +175,7 @@ func TestIDs(t *testing.T) {
 			&xmap.Delete{IDs: []string{bad}},
 			&xmap.ListMessages{Folder: xmap.FolderRef{ID: bad}},
 			&xmap.Expunge{Folder: xmap.FolderRef{ID: bad}},
-			&xmap.Append{Folder: xmap.FolderRef{ID: bad}, Body: []byte("x")},
+			&xmap.Append{Folder: xmap.FolderRef{ID: bad}, Body: xmaptest.Sealed("x")},
 			&xmap.DeleteFolder{Folder: xmap.FolderRef{ID: bad}},
 			&xmap.PutContact{Contact: xmap.Contact{ID: bad, Data: []byte("x")}},
 			&xmap.DeleteContact{ID: bad},
@@ -197,7 +197,7 @@ func TestAccountGone(t *testing.T) {
 	for _, c := range []xmap.Command{
 		&xmap.ListFolders{},
 		&xmap.ListMessages{Folder: xmap.FolderRef{Name: "INBOX"}},
-		&xmap.Append{Folder: xmap.FolderRef{Name: "INBOX"}, Body: []byte("x")},
+		&xmap.Append{Folder: xmap.FolderRef{Name: "INBOX"}, Body: xmaptest.Sealed("x")},
 		&xmap.Changes{Since: "1"},
 		&xmap.Wait{Since: "1", Timeout: 1},
 		&xmap.ListContacts{},

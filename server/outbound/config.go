@@ -68,6 +68,11 @@ type Config struct {
 	// Timeout bounds each SMTP command; the end of DATA gets twice as long.
 	// <=0: DefaultTimeout.
 	Timeout time.Duration
+	// MaxRecipientsPerHour bounds what one user may send: every recipient
+	// of every send counts, local or remote; a send that would go over
+	// fails with xmap rate-limited and sends nothing. The allowance refills
+	// continuously (a token bucket of this size), in memory. <=0: no limit.
+	MaxRecipientsPerHour int
 	// OnStored is called with a user's address after a message was stored
 	// in that user's shard (a local recipient's copy, the Sent copy, a
 	// bounce), e.g. to wake the user's long polls. nil: nothing is called.

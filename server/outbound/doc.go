@@ -15,8 +15,14 @@
 // key (else invalid-recipient) and was encrypted to (else
 // plaintext-refused); every remote one was encrypted to or carries
 // allow-plaintext (else plaintext-refused) and a relay is configured (else
-// denied); the body is PGP/MIME and fits the stored-size limit; the user
-// has a Sent folder. Then it commits in this order:
+// denied); the body's readable From: (and Sender:) is the user's own
+// address, else denied; the body is PGP/MIME around a real OpenPGP
+// encrypted message (crypto.CheckPGPMIME), no part of a plaintext body
+// is labelled encrypted without being one (crypto.CheckLabelledParts), and every client summary is an OpenPGP encrypted
+// message (crypto.CheckEncrypted), else bad-request; the body fits the
+// stored-size limit; the user has a Sent folder; the user's send allowance
+// (Config.MaxRecipientsPerHour) covers every recipient, else rate-limited
+// (checks.go). Then it commits in this order:
 //
 //  1. The remote copies go into the queue as held rows, which the worker
 //     leaves alone (one durable transaction).

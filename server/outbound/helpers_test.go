@@ -221,6 +221,15 @@ func (e *env) pgpMIME(from, to, subject, secret string, users ...string) []byte 
 	return []byte(msg)
 }
 
+// fakePGPMIME is labelled PGP/MIME but its "encrypted" part is readable
+// text: what the security review relayed as encrypted (issue 9, item 6).
+func fakePGPMIME(from, to, text string) []byte {
+	return []byte("From: " + from + "\r\nTo: " + to + "\r\nSubject: ...\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b1\"\r\n\r\n" +
+		"--b1\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n" +
+		"--b1\r\nContent-Type: application/octet-stream\r\n\r\n" + text + "\r\n--b1--\r\n")
+}
+
 func plainMsg(from, to, subject, text string) []byte {
 	return []byte("From: " + from + "\r\nTo: " + to + "\r\nSubject: " + subject + "\r\n" +
 		"Date: Sat, 01 Mar 2025 09:29:40 +0000\r\nMessage-ID: <p1@example.org>\r\n\r\n" + text + "\r\n")

@@ -214,25 +214,6 @@ func FuzzWriteDSN(f *testing.F) {
 	})
 }
 
-func TestIsPGPMIME(t *testing.T) {
-	tests := []struct {
-		msg  string
-		want bool
-	}{
-		{"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\r\n\r\n--b--\r\n", true},
-		{"content-type: Multipart/Encrypted; Protocol=\"Application/PGP-Encrypted\"; boundary=b\n\n", true},
-		{"Content-Type: text/plain\r\n\r\nhello", false},
-		{"Content-Type: multipart/encrypted; protocol=\"application/pkcs7-mime\"; boundary=b\r\n\r\n", false},
-		{"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b", false}, // no body
-		{"Subject: x\r\n\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"\r\n\r\n", false},
-	}
-	for _, tt := range tests {
-		if got := isPGPMIME([]byte(tt.msg)); got != tt.want {
-			t.Errorf("isPGPMIME(%q) = %v, want %v", tt.msg, got, tt.want)
-		}
-	}
-}
-
 // TestHeldDroppedAtStart: rows of a send that never completed are not
 // relayed after a restart.
 func TestHeldDroppedAtStart(t *testing.T) {

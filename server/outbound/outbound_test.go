@@ -143,6 +143,36 @@ func TestSendRefused(t *testing.T) {
 			{Address: carol, Encrypted: true}}, Body: plain}, xmap.CodeBadRequest},
 		{"body too large", false, xmap.Send{Recipients: []xmap.Recipient{
 			{Address: bob, Encrypted: true}}, Body: append(slices.Clone(body), make([]byte, xmap.MaxMessageSize)...)}, xmap.CodeTooLarge},
+
+		// Issue 9, item 6: the readable From: and Sender: are the user's own.
+		{"From: someone else", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: carol, Encrypted: true}}, Body: e.pgpMIME("CEO <ceo@bank.example>", carol, "...", "secret", alice)}, xmap.CodeDenied},
+		{"From: another local user", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: carol, Encrypted: true}}, Body: e.pgpMIME("Bob <bob@example.org>", carol, "...", "secret", alice)}, xmap.CodeDenied},
+		{"From: two addresses", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: carol, Encrypted: true}}, Body: e.pgpMIME("alice@example.org, ceo@bank.example", carol, "...", "secret", alice)}, xmap.CodeDenied},
+		{"no From:", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: carol, Encrypted: true}}, Body: bytes.Replace(body, []byte("From: alice@example.org\r\n"), nil, 1)}, xmap.CodeDenied},
+		{"Sender: someone else", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: carol, Encrypted: true}}, Body: append([]byte("Sender: ceo@bank.example\r\n"), body...)}, xmap.CodeDenied},
+		{"plaintext From: someone else", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: bob, Encrypted: true}, {Address: dave, AllowPlaintext: true}}, Body: body,
+			PlaintextBody: plainMsg("CEO <ceo@bank.example>", dave, "Hi", "readable")}, xmap.CodeDenied},
+		// A part labelled encrypted must be an OpenPGP message.
+		{"labelled encrypted, readable", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: carol, Encrypted: true}}, Body: fakePGPMIME(alice, carol, "Pay the invoice today.")}, xmap.CodeBadRequest},
+		{"plaintext labelled encrypted, readable", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: bob, Encrypted: true}, {Address: dave, AllowPlaintext: true}}, Body: body,
+			PlaintextBody: fakePGPMIME(alice, dave, "Pay the invoice today.")}, xmap.CodeBadRequest},
+		{"plaintext with a forwarded part labelled encrypted, readable", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: bob, Encrypted: true}, {Address: dave, AllowPlaintext: true}}, Body: body,
+			PlaintextBody: []byte("From: " + alice + "\r\nTo: " + dave + "\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n" +
+				"Content-Type: message/rfc822\r\n\r\n" + string(fakePGPMIME(alice, dave, "Pay the invoice today.")) + "\r\n--m--\r\n")}, xmap.CodeBadRequest},
+		// Issue 9, item 10: summaries are stored, so they must be OpenPGP messages.
+		{"readable summary", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: bob, Encrypted: true, Summary: []byte(`{"subject":"readable"}`)}}, Body: body}, xmap.CodeBadRequest},
+		{"readable sent-summary", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: bob, Encrypted: true}}, Body: body, SentSummary: []byte(`{"subject":"readable"}`)}, xmap.CodeBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,14 +206,13 @@ func TestSendRefused(t *testing.T) {
 }
 
 // TestRelay sends to a remote recipient encrypted and to one in clear with
-// consent; the relay gets each body, from the session's user whatever the
-// From header says.
+// consent; the relay gets each body, from the session's user.
 func TestRelay(t *testing.T) {
 	e := newEnv(t)
 	relay, _ := startRelay(t, relayOptions{})
 	s := e.sender(e.config(relay.Addr))
-	body := e.pgpMIME("Mallory <mallory@evil.example>", carol, "...", "SECRET-MARKER-1", alice)
-	plain := plainMsg("Mallory <mallory@evil.example>", dave, "PLAIN-SUBJECT-MARKER", "PLAIN-BODY-MARKER")
+	body := e.pgpMIME("Alice <alice+work@example.org>", carol, "...", "SECRET-MARKER-1", alice)
+	plain := plainMsg("Alice <alice@example.org>", dave, "PLAIN-SUBJECT-MARKER", "PLAIN-BODY-MARKER")
 	res, err := s.Send(e.ctx, alice, &xmap.Send{
 		Recipients: []xmap.Recipient{
 			{Address: carol, Encrypted: true},
@@ -377,6 +406,49 @@ func (e *env) bounce(user string) dsn {
 		}
 	}
 	return d
+}
+
+// TestSendRateLimit: a user may send to MaxRecipientsPerHour recipients an
+// hour; a send over it is refused whole (rate-limited), other users are not
+// affected, and the allowance comes back with time (issue 9, item 6).
+func TestSendRateLimit(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config("")
+	cfg.MaxRecipientsPerHour = 3
+	s := e.sender(cfg)
+	send := func(from string, rcpts ...string) error {
+		req := &xmap.Send{Body: e.pgpMIME(from, bob, "...", "secret", from, bob)}
+		for _, r := range rcpts {
+			req.Recipients = append(req.Recipients, xmap.Recipient{Address: r, Encrypted: true})
+		}
+		_, err := s.Send(e.ctx, from, req)
+		return err
+	}
+	if err := send(alice, bob, "bob+2@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(alice, bob, alice); xmapCode(err) != xmap.CodeRateLimited {
+		t.Fatalf("fourth recipient in the hour: %v, want rate-limited", err)
+	}
+	if n := len(e.messages(bob, "INBOX")); n != 1 {
+		t.Errorf("bob has %d messages, want 1 (the refused send stores nothing)", n)
+	}
+	if err := send(bob, alice, alice); err != nil {
+		t.Errorf("another user's send: %v", err)
+	}
+	if err := send(alice, bob); err != nil {
+		t.Errorf("third recipient in the hour: %v", err)
+	}
+	if err := send(alice, bob); xmapCode(err) != xmap.CodeRateLimited {
+		t.Fatalf("fourth recipient in the hour: %v, want rate-limited", err)
+	}
+	e.clock.Advance(20 * time.Minute) // one recipient back
+	if err := send(alice, bob); err != nil {
+		t.Errorf("after 20 minutes: %v", err)
+	}
+	if err := send(alice, bob); xmapCode(err) != xmap.CodeRateLimited {
+		t.Errorf("a second one after 20 minutes: %v, want rate-limited", err)
+	}
 }
 
 func TestBounceOn5xx(t *testing.T) {

@@ -1,23 +1,18 @@
 package outbound
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"mime"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	cmcrypto "cryptomail/crypto"
 	"cryptomail/shard"
 	"cryptomail/xmap"
-
-	"github.com/emersion/go-message/textproto"
 )
 
 // Resolver tells a local address from a remote one. For an address in one
@@ -42,6 +37,7 @@ type Sender struct {
 	sealer  *cmcrypto.Sealer
 	log     *slog.Logger
 	kick    chan struct{}
+	limit   sendLimiter
 
 	mu      sync.Mutex
 	busy    map[int64]bool      // rows an attempt is working on
@@ -72,6 +68,7 @@ func New(ctx context.Context, path string, store *shard.Store, resolve Resolver,
 		sealer:  &cmcrypto.Sealer{Now: cfg.Now},
 		log:     cfg.Logger,
 		kick:    make(chan struct{}, 1),
+		limit:   sendLimiter{perHour: cfg.MaxRecipientsPerHour},
 		busy:    map[int64]bool{},
 		penalty: map[int64]time.Time{},
 	}
@@ -115,6 +112,9 @@ func (s *Sender) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.S
 	}
 	if len(req.Body) > maxStoredPlain {
 		return nil, xmap.Errorf(xmap.CodeTooLarge, "message body over %d bytes", maxStoredPlain)
+	}
+	if err := s.checkContent(user, req); err != nil {
+		return nil, err
 	}
 
 	var (
@@ -169,16 +169,14 @@ func (s *Sender) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.S
 	if len(statuses) == 0 {
 		return nil, xmap.Errorf(xmap.CodeBadRequest, "no recipient")
 	}
-	// The body goes to every encrypted recipient and into Sent: it must be
-	// PGP/MIME, or a mislabelled readable message would leave the server.
-	if !isPGPMIME(req.Body) {
-		return nil, xmap.Errorf(xmap.CodeBadRequest, "body is not a PGP/MIME encrypted message (multipart/encrypted)")
-	}
 	if len(remotePlain) > 0 && len(req.PlaintextBody) == 0 {
 		return nil, xmap.Errorf(xmap.CodeBadRequest, "a recipient is not encrypted to but there is no plaintext body")
 	}
 	sent, err := s.sentFolder(ctx, user)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.limit.allow(user, len(statuses), now); err != nil {
 		return nil, err
 	}
 
@@ -397,29 +395,6 @@ func withTrace(from string, l *localRcpt, hostname string, now time.Time, body [
 	fmt.Fprintf(&b, "Received: by %s with XMAP%s\tfor <%s>; %s%s", hostname, eol, l.address, now.Format(time.RFC1123Z), eol)
 	b.Write(body)
 	return b.Bytes()
-}
-
-// isPGPMIME reports whether msg's top-level Content-Type is RFC 3156's
-// multipart/encrypted with protocol application/pgp-encrypted.
-func isPGPMIME(msg []byte) bool {
-	// The header section ends at the first empty line; a message without
-	// one has no body, so it is no multipart at all.
-	end := -1
-	if i := bytes.Index(msg, []byte("\n\n")); i >= 0 {
-		end = i + 2
-	}
-	if i := bytes.Index(msg, []byte("\n\r\n")); i >= 0 && (end < 0 || i+3 < end) {
-		end = i + 3
-	}
-	if end < 0 || end > maxDSNHeaders*4 {
-		return false
-	}
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg[:end])))
-	if err != nil {
-		return false
-	}
-	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
-	return err == nil && mt == "multipart/encrypted" && strings.EqualFold(params["protocol"], "application/pgp-encrypted")
 }
 
 func clip(s string) string {

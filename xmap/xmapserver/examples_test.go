@@ -45,14 +45,15 @@ func exampleBackend(t *testing.T) *memback.Backend {
 		t.Fatal(err)
 	}
 	b.AddInvite("7Q2K-MX4P-9RTA", "alice@example.org", exampleNow.Add(7*24*time.Hour))
+	// Real OpenPGP messages (pgp_examples_test.go), as the server stores.
 	mail := []struct{ body, summary, at string }{
-		{"wV4D8TqWiSIWx7cAXrlXRczd6drEQsDuCoB1K5BqhPOU9cJh/NeJKhkRBU3Xvbq8lkBaZW3KL6mWqokB", "wV4DzwnCFnMX6KnoLIem9GBqWrMtedr81dPFHDAm5QGu+pGP", "2025-03-01T08:00:00Z"},
-		{"wV4DKLhMVgzHoZtORsMiOvf4rB9bZudVcC1X01ZCIcU6q98f45taQoeXBcomWT8oZasJF0onIa/mjKEL", "wV4D3cmNcGyAFF+I7Bjk7pfwwOk/8i5pCbacUx1ytXTmSPS4", "2025-03-01T08:15:00Z"},
-		{"wV4DEqi7j/a/VJGvRALdLUSnqa3tI6TuzRrK0MqygBkZtW0fgyJEm8n2VMMnEYufvOsecVc828GhiC7q", "wV4DhNPU02iwN9eKptqo9n4R5fR4RoxX2DovaAPgUK0iwf42", "2025-03-01T09:00:00Z"},
+		{"inbox1-body.pgp", "inbox1-summary.pgp", "2025-03-01T08:00:00Z"},
+		{"inbox2-body.pgp", "inbox2-summary.pgp", "2025-03-01T08:15:00Z"},
+		{"inbox3-body.pgp", "inbox3-summary.pgp", "2025-03-01T09:00:00Z"},
 	}
 	for _, m := range mail {
 		at, _ := time.Parse(time.RFC3339, m.at)
-		if _, err := b.Deliver(context.Background(), "alice@example.org", mustB64(m.body), mustB64(m.summary), at); err != nil {
+		if _, err := b.Deliver(context.Background(), "alice@example.org", exampleMessage(t, m.body), exampleMessage(t, m.summary), at); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 
+	cmcrypto "cryptomail/crypto"
 	"cryptomail/xmap"
 )
 
@@ -185,6 +186,9 @@ func (s *Server) run(ctx context.Context, re *xmap.ResponseEncoder, user string,
 		}
 		return &xmap.ExpungeResult{Count: n}, nil
 	case *xmap.Append:
+		if err := checkAppend(c); err != nil {
+			return nil, err
+		}
 		m, err := b.Append(ctx, user, c)
 		if err != nil {
 			return nil, err
@@ -350,4 +354,18 @@ func cleanMessage(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// checkAppend refuses an append whose body or summary is not an encrypted
+// OpenPGP message (cmcrypto.CheckEncrypted, the check send's summaries get
+// too), so no backend stores readable mail at rest. An append may have no
+// summary; it always has a body.
+func checkAppend(c *xmap.Append) error {
+	if cmcrypto.CheckEncrypted(c.Body) != nil {
+		return xmap.Errorf(xmap.CodeBadRequest, "body is not an encrypted OpenPGP message (binary: session-key packets, then one SEIPD packet)")
+	}
+	if len(c.Summary) > 0 && cmcrypto.CheckEncrypted(c.Summary) != nil {
+		return xmap.Errorf(xmap.CodeBadRequest, "summary is not an encrypted OpenPGP message (binary: session-key packets, then one SEIPD packet)")
+	}
+	return nil
 }

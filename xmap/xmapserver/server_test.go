@@ -118,8 +118,9 @@ func TestSend(t *testing.T) {
 	w := newWorld(t, memback.Options{})
 	a := w.signup("alice@example.org")
 	b := w.signup("bob@example.org")
+	body, sentSum, bobSum := xmaptest.PGPMIME("alice@example.org", "hello"), xmaptest.Sealed("sent sum"), xmaptest.Sealed("bob sum")
 	send := func(rcpts ...xmap.Recipient) xmap.Response {
-		s := &xmap.Send{Recipients: rcpts, Body: []byte("pgp/mime"), SentSummary: []byte("sent sum")}
+		s := &xmap.Send{Recipients: rcpts, Body: body, SentSummary: sentSum}
 		for _, r := range rcpts {
 			if !r.Encrypted {
 				s.PlaintextBody = []byte("readable")
@@ -139,7 +140,7 @@ func TestSend(t *testing.T) {
 	}
 
 	r := xmaptest.OK[*xmap.SendResult](t, send(
-		xmap.Recipient{Address: "bob@example.org", Encrypted: true, Summary: []byte("bob sum")},
+		xmap.Recipient{Address: "bob@example.org", Encrypted: true, Summary: bobSum},
 		enc("dave@remote.example"),
 		xmap.Recipient{Address: "carol@remote.example", AllowPlaintext: true},
 	))
@@ -152,15 +153,15 @@ func TestSend(t *testing.T) {
 		t.Errorf("statuses %+v", r.Recipients)
 	}
 	sent := a.message(r.Sent.ID)
-	if sent.FolderID != a.folders()["Sent"].ID || string(sent.Body) != "pgp/mime" || string(sent.Summary) != "sent sum" || flagsOf(sent) != `\Seen` {
+	if sent.FolderID != a.folders()["Sent"].ID || !bytes.Equal(sent.Body, body) || xmaptest.Opened(sent.Summary) != "sent sum" || flagsOf(sent) != `\Seen` {
 		t.Errorf("sent copy %+v", sent)
 	}
 	inbox := b.list("INBOX")
-	if len(inbox) != 1 || string(inbox[0].Summary) != "bob sum" || string(b.message(inbox[0].ID).Body) != "pgp/mime" {
+	if len(inbox) != 1 || xmaptest.Opened(inbox[0].Summary) != "bob sum" || !bytes.Equal(b.message(inbox[0].ID).Body, body) {
 		t.Errorf("bob's INBOX %+v", inbox)
 	}
 	out := w.b.Outbox()
-	if len(out) != 2 || out[0].From != "alice@example.org" || !slices.Equal(out[0].To, []string{"dave@remote.example"}) || string(out[0].Body) != "pgp/mime" ||
+	if len(out) != 2 || out[0].From != "alice@example.org" || !slices.Equal(out[0].To, []string{"dave@remote.example"}) || !bytes.Equal(out[0].Body, body) ||
 		!slices.Equal(out[1].To, []string{"carol@remote.example"}) || string(out[1].Body) != "readable" {
 		t.Errorf("outbox %+v", out)
 	}
@@ -260,8 +261,8 @@ func everyCommand(msg, folder string) []xmap.Command {
 		&xmap.Copy{Folder: byID(folder), IDs: []string{msg}},
 		&xmap.Delete{IDs: []string{msg}},
 		&xmap.Expunge{Folder: byID(folder)},
-		&xmap.Append{Folder: byID(folder), Body: []byte("b")},
-		&xmap.Send{Recipients: []xmap.Recipient{{Address: "bob@example.org", Encrypted: true}}, Body: []byte("b")},
+		&xmap.Append{Folder: byID(folder), Body: xmaptest.Sealed("b")},
+		&xmap.Send{Recipients: []xmap.Recipient{{Address: "bob@example.org", Encrypted: true}}, Body: xmaptest.PGPMIME("bob@example.org", "b")},
 		&xmap.ListContacts{},
 		&xmap.PutContact{Contact: xmap.Contact{ID: msg, Data: []byte("c")}},
 		&xmap.DeleteContact{ID: msg},
@@ -318,7 +319,7 @@ func TestIsolation(t *testing.T) {
 		// Bob's own message cannot go into alice's folder either.
 		xmaptest.Fails(t, b.one(&xmap.Move{Folder: byID(fid), IDs: []string{own}}), xmap.CodeNotFound)
 		xmaptest.Fails(t, b.one(&xmap.Copy{Folder: byID(fid), IDs: []string{own}}), xmap.CodeNotFound)
-		xmaptest.Fails(t, b.one(&xmap.Append{Folder: byID(fid), Body: []byte("x")}), xmap.CodeNotFound)
+		xmaptest.Fails(t, b.one(&xmap.Append{Folder: byID(fid), Body: xmaptest.Sealed("x")}), xmap.CodeNotFound)
 	}
 	// By name: alice's folder "Secret" does not exist for bob.
 	for _, c := range []xmap.Command{

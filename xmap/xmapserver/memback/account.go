@@ -92,6 +92,20 @@ func (a *account) tombstone(kind xmap.Kind, id, created uint64) {
 }
 
 // reserve accounts for n more stored bytes, or refuses them over the quota.
+// hasBody reports whether a message of a holds body itself (not an equal copy): copies
+// share their original's body, which is freed with the last message holding it.
+func (a *account) hasBody(body []byte) bool {
+	if len(body) == 0 {
+		return false
+	}
+	for _, m := range a.messages {
+		if len(m.body) > 0 && &m.body[0] == &body[0] {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *account) reserve(quota, n int64) error {
 	if quota > 0 && n > 0 && a.used+n > quota {
 		return xmap.Errorf(xmap.CodeOverQuota, "mailbox full")

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	cmcrypto "cryptomail/crypto"
 	"cryptomail/xmap"
 	"cryptomail/xmap/xmapserver"
 )
@@ -590,9 +591,14 @@ func (b *Backend) Copy(ctx context.Context, user string, req *xmap.Copy) ([]xmap
 	if err != nil {
 		return nil, err
 	}
+	// A copy shares the original's body, as in the shards: it stores its summary and a
+	// row, which MaxCopyBytes bounds per request, and only the summary counts to the quota.
 	var size int64
-	for _, m := range msgs {
-		size += int64(len(m.body) + len(m.summary))
+	for i, m := range msgs {
+		size += int64(len(m.summary))
+		if size+int64(i+1)*copyRowBytes > xmap.MaxCopyBytes {
+			return nil, xmap.Errorf(xmap.CodeLimitExceeded, "copy would store more than %d bytes; copy fewer messages at a time", xmap.MaxCopyBytes)
+		}
 	}
 	if err := a.reserve(b.opts.Quota, size); err != nil {
 		return nil, err
@@ -605,6 +611,10 @@ func (b *Backend) Copy(ctx context.Context, user string, req *xmap.Copy) ([]xmap
 	}
 	return out, nil
 }
+
+// copyRowBytes is what a copy's row costs against MaxCopyBytes, on top of its summary:
+// shard.CopyRowBytes, which the real backend counts.
+const copyRowBytes = 128
 
 // Delete implements xmapserver.Backend.
 func (b *Backend) Delete(ctx context.Context, user string, req *xmap.Delete) error {
@@ -648,7 +658,10 @@ func (b *Backend) Expunge(ctx context.Context, user string, req *xmap.Expunge) (
 	for _, m := range a.sortedMessages() {
 		if m.folder == f.id && slices.Contains(m.flags, xmap.FlagDeleted) {
 			delete(a.messages, m.id)
-			a.used -= int64(len(m.body) + len(m.summary))
+			a.used -= int64(len(m.summary))
+			if !a.hasBody(m.body) {
+				a.used -= int64(len(m.body))
+			}
 			a.tombstone(xmap.KindMessage, m.id, m.created)
 			n++
 		}
@@ -687,6 +700,19 @@ func (b *Backend) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.
 	a, err := b.user(user)
 	if err != nil {
 		return nil, err
+	}
+	// What the real server (server/outbound) requires of what it stores and relays: a
+	// PGP/MIME body around a real OpenPGP message, and OpenPGP summaries.
+	if cmcrypto.CheckPGPMIME(req.Body) != nil {
+		return nil, xmap.Errorf(xmap.CodeBadRequest, "body is not a PGP/MIME encrypted message (multipart/encrypted around an OpenPGP message)")
+	}
+	for _, r := range req.Recipients {
+		if len(r.Summary) > 0 && cmcrypto.CheckEncrypted(r.Summary) != nil {
+			return nil, xmap.Errorf(xmap.CodeBadRequest, "summary for %s is not an OpenPGP encrypted message", r.Address)
+		}
+	}
+	if len(req.SentSummary) > 0 && cmcrypto.CheckEncrypted(req.SentSummary) != nil {
+		return nil, xmap.Errorf(xmap.CodeBadRequest, "sent-summary is not an OpenPGP encrypted message")
 	}
 	type local struct {
 		acct    *account
@@ -732,7 +758,9 @@ func (b *Backend) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.
 	body := bytes.Clone(req.Body)
 	for _, l := range locals {
 		l.acct.used += int64(len(body) + len(l.summary))
-		l.acct.addMessage(b.newID(), l.acct.role(xmap.RoleInbox).id, nil, now, bytes.Clone(l.summary), body)
+		// Each message stored by send has a body of its own (the shards store it once per
+		// message), so expunge frees it with the message.
+		l.acct.addMessage(b.newID(), l.acct.role(xmap.RoleInbox).id, nil, now, bytes.Clone(l.summary), bytes.Clone(body))
 	}
 	if len(remoteEnc) > 0 {
 		b.outbox = append(b.outbox, Outgoing{From: a.address, To: remoteEnc, Body: body})
@@ -741,7 +769,7 @@ func (b *Backend) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.
 		b.outbox = append(b.outbox, Outgoing{From: a.address, To: remotePlain, Body: bytes.Clone(req.PlaintextBody)})
 	}
 	a.used += int64(len(body) + len(req.SentSummary))
-	sent := a.addMessage(b.newID(), a.role(xmap.RoleSent).id, []xmap.Flag{xmap.FlagSeen}, now, bytes.Clone(req.SentSummary), body)
+	sent := a.addMessage(b.newID(), a.role(xmap.RoleSent).id, []xmap.Flag{xmap.FlagSeen}, now, bytes.Clone(req.SentSummary), bytes.Clone(body))
 	return &xmap.SendResult{Sent: sent.info(false, false), Recipients: statuses}, nil
 }
 

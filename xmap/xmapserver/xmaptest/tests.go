@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -241,27 +242,89 @@ func testMessages(w *world) {
 
 	// Append.
 	at := time.Date(2024, 12, 24, 18, 0, 0, 0, time.UTC)
-	ap := OK[*xmap.AppendResult](t, a.one(&xmap.Append{Folder: byName("Drafts"), Flags: []xmap.Flag{xmap.FlagDraft, xmap.FlagSeen}, Received: at, Body: []byte("draft"), Summary: []byte("sum")}))
-	if m := ap.Message; flagsOf(m) != `\Seen \Draft` || !m.Received.Equal(at) || m.Size != 5 || m.Summary != nil || m.FolderID != a.folders()["Drafts"].ID {
+	draft := Sealed("draft")
+	ap := OK[*xmap.AppendResult](t, a.one(&xmap.Append{Folder: byName("Drafts"), Flags: []xmap.Flag{xmap.FlagDraft, xmap.FlagSeen}, Received: at, Body: draft, Summary: Sealed("sum")}))
+	if m := ap.Message; flagsOf(m) != `\Seen \Draft` || !m.Received.Equal(at) || m.Size != int64(len(draft)) || m.Summary != nil || m.FolderID != a.folders()["Drafts"].ID {
 		t.Errorf("append %+v", m)
 	}
-	if m := a.message(ap.Message.ID); string(m.Body) != "draft" || string(m.Summary) != "sum" {
+	if m := a.message(ap.Message.ID); Opened(m.Body) != "draft" || Opened(m.Summary) != "sum" {
 		t.Errorf("appended %+v", m)
 	}
-	Fails(t, a.one(&xmap.Append{Folder: byName("Nope"), Body: []byte("x")}), xmap.CodeNotFound)
+	Fails(t, a.one(&xmap.Append{Folder: byName("Nope"), Body: Sealed("x")}), xmap.CodeNotFound)
+
+	// Nothing readable is stored: a body or summary that is not an encrypted OpenPGP
+	// message is refused (issue 9, item 10), and nothing is appended.
+	drafts := a.folders()["Drafts"].Total
+	literal := []byte{0xcb, 0x0b, 'b', 0, 0, 0, 0, 0, 'h', 'e', 'l', 'l', 'o'} // a literal data packet
+	for _, c := range []*xmap.Append{
+		{Folder: byName("Drafts"), Body: []byte("From: ceo@bank.example\r\n\r\nPay now.")},
+		{Folder: byName("Drafts"), Body: literal},
+		{Folder: byName("Drafts"), Body: append(Sealed("draft"), "trailing readable text"...)},
+		{Folder: byName("Drafts"), Body: Sealed("draft"), Summary: []byte(`{"subject":"readable"}`)},
+	} {
+		Fails(t, a.one(c), xmap.CodeBadRequest)
+	}
+	if n := a.folders()["Drafts"].Total; n != drafts {
+		t.Errorf("refused appends stored %d messages", n-drafts)
+	}
 }
+
+// quotaForTest is the Quota testQuota runs with.
+const quotaForTest = 2000
 
 func testQuota(w *world) {
 	t := w.t
 	a := w.user(alice)
-	r := a.one(&xmap.Append{Folder: byName("INBOX"), Body: bytes.Repeat([]byte("x"), 60)})
+	// A big summary and a small body: a copy shares the body and adds its summary only.
+	summary, body := Sealed(strings.Repeat("s", 900)), Sealed("b")
+	used := int64(len(summary) + len(body))
+	if 2*used <= quotaForTest || used+int64(len(summary)) <= quotaForTest || used > quotaForTest {
+		t.Fatalf("test messages of %d and %d bytes do not fit the quota test", len(summary), len(body))
+	}
+	r := a.one(&xmap.Append{Folder: byName("INBOX"), Summary: summary, Body: body})
 	m := OK[*xmap.AppendResult](t, r).Message
-	Fails(t, a.one(&xmap.Append{Folder: byName("INBOX"), Body: bytes.Repeat([]byte("x"), 60)}), xmap.CodeOverQuota)
+	Fails(t, a.one(&xmap.Append{Folder: byName("INBOX"), Summary: summary, Body: body}), xmap.CodeOverQuota)
 	Fails(t, a.one(&xmap.Copy{Folder: byName("INBOX"), IDs: []string{m.ID}}), xmap.CodeOverQuota)
-	Fails(t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: bytes.Repeat([]byte("c"), 41)}}), xmap.CodeOverQuota)
+	Fails(t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: bytes.Repeat([]byte("c"), int(quotaForTest-used+1))}}), xmap.CodeOverQuota)
+	OK[*xmap.PutContactResult](t, a.one(&xmap.PutContact{Contact: xmap.Contact{Data: bytes.Repeat([]byte("c"), int(quotaForTest-used))}}))
 	OK[*xmap.DeleteResult](t, a.do(&xmap.Delete{IDs: []string{m.ID}}, &xmap.Delete{IDs: []string{m.ID}})[1])
 	OK[*xmap.ExpungeResult](t, a.one(&xmap.Expunge{Folder: byName("Trash")}))
-	OK[*xmap.AppendResult](t, a.one(&xmap.Append{Folder: byName("INBOX"), Body: bytes.Repeat([]byte("x"), 60)}))
+	OK[*xmap.AppendResult](t, a.one(&xmap.Append{Folder: byName("INBOX"), Summary: summary, Body: body}))
+}
+
+// testCopyLimit: a copy shares the body, and one copy may add at most MaxCopyBytes
+// (each copy's summary plus 128 bytes); over it nothing is copied (issue 9, item 5).
+func testCopyLimit(w *world) {
+	t := w.t
+	a := w.user(alice)
+	summary := Sealed(strings.Repeat("s", 30_000))
+	per := len(summary) + 128
+	over := xmap.MaxCopyBytes/per + 1 // messages whose copy is just over the limit
+	if over > xmap.MaxIDs || len(summary) > xmap.MaxSummarySize {
+		t.Fatalf("a summary of %d bytes does not fit the copy-limit test", len(summary))
+	}
+	body := Sealed(strings.Repeat("b", 100_000))
+	var ids []string
+	for len(ids) < over {
+		var cmds []xmap.Command
+		for i := 0; i < min(xmap.MaxBatchSize, over-len(ids)); i++ {
+			cmds = append(cmds, &xmap.Append{Folder: byName("INBOX"), Summary: summary, Body: body})
+		}
+		for _, r := range a.do(cmds...) {
+			ids = append(ids, OK[*xmap.AppendResult](t, r).Message.ID)
+		}
+	}
+	Fails(t, a.one(&xmap.Copy{Folder: byName("Drafts"), IDs: ids}), xmap.CodeLimitExceeded)
+	if n := a.folders()["Drafts"].Total; n != 0 {
+		t.Errorf("a refused copy stored %d messages", n)
+	}
+	c := OK[*xmap.CopyResult](t, a.one(&xmap.Copy{Folder: byName("Drafts"), IDs: ids[1:]}))
+	if len(c.Copies) != over-1 || a.folders()["Drafts"].Total != over-1 {
+		t.Errorf("copy at the limit: %d copies", len(c.Copies))
+	}
+	if cm := a.message(c.Copies[0].ID); Opened(cm.Body) != strings.Repeat("b", 100_000) {
+		t.Error("a copy lost its body")
+	}
 }
 
 func testContacts(w *world) {
@@ -511,7 +574,7 @@ func testIsolation(w *world) {
 		cmds := []xmap.Command{
 			&xmap.ListMessages{Folder: byID(fid)},
 			&xmap.Expunge{Folder: byID(fid)},
-			&xmap.Append{Folder: byID(fid), Body: []byte("bob's append")},
+			&xmap.Append{Folder: byID(fid), Body: Sealed("bob's append")},
 			&xmap.Move{Folder: byID(fid), IDs: []string{own}},
 			&xmap.Copy{Folder: byID(fid), IDs: []string{own}},
 			&xmap.RenameFolder{Folder: byID(fid), NewName: "Bob renamed " + fid},
@@ -540,7 +603,7 @@ func testIsolation(w *world) {
 			&xmap.Expunge{Folder: byName(name)},
 			&xmap.Move{Folder: byName(name), IDs: []string{own}},
 			&xmap.Copy{Folder: byName(name), IDs: []string{own}},
-			&xmap.Append{Folder: byName(name), Body: []byte("x")},
+			&xmap.Append{Folder: byName(name), Body: Sealed("x")},
 		} {
 			notFound(b.one(c), "folder "+name)
 		}
@@ -670,10 +733,11 @@ func testConcurrentSessions(w *world) {
 				errs <- fmt.Errorf("%s: wait %+v", u, r)
 			}
 		}()
+		body := Sealed(u)
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 20; i++ {
-				r := s.one(&xmap.Append{Folder: byName("INBOX"), Body: []byte(u)})
+				r := s.one(&xmap.Append{Folder: byName("INBOX"), Body: body})
 				if r.Err != nil {
 					errs <- fmt.Errorf("%s: append %v", u, r.Err)
 					return
@@ -699,7 +763,7 @@ func testConcurrentSessions(w *world) {
 			t.Errorf("%s: %d in Trash", u, len(trash))
 		}
 		for _, m := range trash {
-			if string(s.message(m.ID).Body) != u {
+			if Opened(s.message(m.ID).Body) != u {
 				t.Errorf("%s sees another user's message %s", u, m.ID)
 			}
 		}
