@@ -62,9 +62,10 @@ type messageOutJSON struct {
 	Attachments []attachmentJSON `json:"attachments"`
 	Encrypted   bool             `json:"encrypted"`
 	Signature   struct {
-		Status string `json:"status"`
-		Signer string `json:"signer,omitempty"`
-		Reason string `json:"reason,omitempty"`
+		Status        string `json:"status"`
+		Signer        string `json:"signer,omitempty"`
+		SignerAddress string `json:"signer_address,omitempty"`
+		Reason        string `json:"reason,omitempty"`
 	} `json:"signature"`
 }
 
@@ -123,6 +124,7 @@ func messageJSON(m *client.Message) messageOutJSON {
 		j.Attachments = append(j.Attachments, attachmentJSON{Filename: a.Filename, ContentType: a.ContentType, Size: len(a.Data)})
 	}
 	j.Signature.Status, j.Signature.Signer, j.Signature.Reason = string(m.Signature.Status), m.Signature.Signer, m.Signature.Reason
+	j.Signature.SignerAddress = m.Signature.SignerAddress
 	return j
 }
 
@@ -254,13 +256,24 @@ func printMessage(w io.Writer, m *client.Message) error {
 		p("Date", m.Date.Format(time.RFC1123Z))
 	}
 	p("Subject", m.Subject)
+	by := m.Signature.Signer
+	if m.Signature.SignerAddress != "" {
+		by = m.Signature.SignerAddress + " (key " + m.Signature.Signer + ")"
+	}
 	switch m.Signature.Status {
 	case client.SignatureVerified:
-		p("Signature", "good, by "+m.Signature.Signer)
+		if m.Signature.Reason != "" {
+			p("Signature", "good, by "+by+"; note: "+m.Signature.Reason)
+		} else {
+			p("Signature", "good, by "+by)
+		}
+	case client.SignatureOtherSigner:
+		// The From above is not who signed: say it where the eye lands.
+		p("Signature", "NOT BY THE SENDER SHOWN: "+m.Signature.Reason+" (key "+m.Signature.Signer+")")
 	case client.SignatureUnknownKey:
 		p("Signature", "by unknown key "+m.Signature.Signer+" (not checked)")
 	case client.SignatureBad:
-		p("Signature", "BAD: "+m.Signature.Reason+" (key "+m.Signature.Signer+")")
+		p("Signature", "BAD: "+m.Signature.Reason+" (key "+by+")")
 	default:
 		if m.Encrypted {
 			p("Signature", "none")
