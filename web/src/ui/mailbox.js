@@ -293,12 +293,17 @@ export class Mailbox {
     const badges = [];
     if (m.encrypted) badges.push(h('span', { class: 'badge ok', 'data-testid': 'badge-e2e' }, icon('lock'), ' End-to-end encrypted'));
     else badges.push(h('span', { class: 'badge warn', 'data-testid': 'badge-not-e2e', title: 'Encrypted by the server on arrival; the sender sent it readable.' }, icon('warn'), ' Not end-to-end encrypted'));
+    const sg = m.signature;
+    // Who signed is always said: the signer's address (as the server's key lookup gave it)
+    // and fingerprint. Only a signature by the shown From's key is "verified".
+    const who = sg.signerAddress ? `${sg.signerAddress} (key ${sg.signer})` : `key ${sg.signer}`;
     const sig = {
-      verified: ['ok', '✔ Signature verified'],
-      'unknown-key': ['neutral', 'Signed by a key this client does not know'],
-      bad: ['bad', `✖ Bad signature${m.signature.reason ? `: ${m.signature.reason}` : ''}`],
-    }[m.signature.status];
-    if (sig) badges.push(h('span', { class: `badge ${sig[0]}`, 'data-testid': `badge-sig-${m.signature.status}`, text: sig[1] }));
+      verified: ['ok', `✔ Signature verified: signed by ${who}${sg.reason ? ` (note: ${sg.reason})` : ''}`],
+      'other-signer': ['bad', `✖ Signed by ${sg.signerAddress}, not by the sender shown (key ${sg.signer})`],
+      'unknown-key': ['neutral', `Signed by a key this client does not know (key ${sg.signer})`],
+      bad: ['bad', `✖ Bad signature${sg.reason ? `: ${sg.reason}` : ''} (${who})`],
+    }[sg.status];
+    if (sig) badges.push(h('span', { class: `badge ${sig[0]}`, 'data-testid': `badge-sig-${sg.status}`, text: sig[1] }));
     if (!m.storageEncrypted) badges.push(h('span', { class: 'badge bad', text: 'The server stored this message readable' }));
 
     const cidURLs = new Map();
