@@ -56,6 +56,9 @@ type MessageInfo struct {
 
 	SummarySize int64 // bytes of the stored summary
 	BodySize    int64 // bytes of the stored body
+	// SummaryBy says who made the summary (SummaryByServer, ...); a copy or
+	// a move keeps it.
+	SummaryBy string
 
 	Summary, Body []byte // only where asked for
 }
@@ -394,7 +397,7 @@ func (s *Store) ListMessages(ctx context.Context, address string, q ListQuery, f
 			return err
 		}
 		page.FolderID, page.Total = f.ID, f.Total
-		const cols = `SELECT id, folder_id, flags, received_s, modseq, length(summary), length(body), summary FROM messages WHERE folder_id = ?`
+		const cols = `SELECT id, folder_id, flags, received_s, modseq, length(summary), length(body), summary_by, summary FROM messages WHERE folder_id = ?`
 		order, cmp := ` ORDER BY received_s ASC, id ASC LIMIT ?`, `>`
 		if q.Desc {
 			order, cmp = ` ORDER BY received_s DESC, id DESC LIMIT ?`, `<`
@@ -437,12 +440,12 @@ func (s *Store) ListMessages(ctx context.Context, address string, q ListQuery, f
 }
 
 // scanInfo reads the columns id, folder_id, flags, received_s, modseq,
-// length(summary), length(body) and, if withSummary, summary.
+// length(summary), length(body), summary_by and, if withSummary, summary.
 func scanInfo(r rowScanner, withSummary bool) (MessageInfo, error) {
 	var m MessageInfo
 	var flags string
 	var received int64
-	dest := []any{&m.ID, &m.FolderID, &flags, &received, &m.ModSeq, &m.SummarySize, &m.BodySize}
+	dest := []any{&m.ID, &m.FolderID, &flags, &received, &m.ModSeq, &m.SummarySize, &m.BodySize, &m.SummaryBy}
 	if withSummary {
 		dest = append(dest, &m.Summary)
 	}
@@ -495,7 +498,7 @@ func (s *Store) FetchMessages(ctx context.Context, address string, ids []int64, 
 	return s.snapshot(ctx, address, "fetch messages", func(ctx context.Context, db querier) error {
 		for _, id := range ids {
 			m, err := scanInfo(db.QueryRowContext(ctx,
-				`SELECT id, folder_id, flags, received_s, modseq, length(summary), length(body) FROM messages WHERE id = ?`, id), false)
+				`SELECT id, folder_id, flags, received_s, modseq, length(summary), length(body), summary_by FROM messages WHERE id = ?`, id), false)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			}
@@ -676,8 +679,8 @@ func reserve(ctx context.Context, tx *sql.Tx, quota, n int64) error {
 }
 
 // CopyMessages copies messages into a folder, all or nothing, and returns
-// the copies' ids in the order of ids. A copy has the original's summary,
-// body and received time, and its flags without \Deleted. ErrNoSuchFolder,
+// the copies' ids in the order of ids. A copy has the original's summary
+// (and who made it), body and received time, and its flags without \Deleted. ErrNoSuchFolder,
 // an *IDError with ErrNoSuchMessage, ErrQuota (stored bytes over quota;
 // quota <= 0: no limit).
 func (s *Store) CopyMessages(ctx context.Context, address string, ids []int64, to FolderRef, quota int64) ([]int64, error) {
@@ -717,8 +720,8 @@ func (s *Store) CopyMessages(ctx context.Context, address string, ids []int64, t
 			}
 			var copyID int64
 			err = tx.QueryRowContext(ctx, `
-				INSERT INTO messages (folder_id, uid, flags, received, size, modseq, created_modseq, summary, body)
-				SELECT ?, ?, ?, received, size, ?, ?, summary, body FROM messages WHERE id = ?
+				INSERT INTO messages (folder_id, uid, flags, received, size, modseq, created_modseq, summary, body, summary_by)
+				SELECT ?, ?, ?, received, size, ?, ?, summary, body, summary_by FROM messages WHERE id = ?
 				RETURNING id`, f.ID, uid, flags[i], modseq, modseq, id).Scan(&copyID)
 			if err != nil {
 				return err
@@ -829,6 +832,10 @@ func (s *Store) Append(ctx context.Context, address string, to FolderRef, m NewM
 	if m.Size < 0 {
 		return MessageInfo{}, fmt.Errorf("shard: append: %w: negative size", ErrInvalid)
 	}
+	by, err := summaryBy(m.SummaryBy)
+	if err != nil {
+		return MessageInfo{}, fmt.Errorf("shard: append: %w", err)
+	}
 	received := m.Received
 	if received.IsZero() {
 		received = time.Now()
@@ -841,8 +848,9 @@ func (s *Store) Append(ctx context.Context, address string, to FolderRef, m NewM
 		Received:    time.Unix(received.Unix(), 0).UTC(),
 		SummarySize: int64(len(m.Summary)),
 		BodySize:    int64(len(m.Body)),
+		SummaryBy:   by,
 	}
-	err := s.change(ctx, address, "append", func(ctx context.Context, tx *sql.Tx, st *stamper) error {
+	err = s.change(ctx, address, "append", func(ctx context.Context, tx *sql.Tx, st *stamper) error {
 		f, err := resolveFolder(ctx, tx, to)
 		if err != nil {
 			return err
@@ -854,7 +862,7 @@ func (s *Store) Append(ctx context.Context, address string, to FolderRef, m NewM
 		if err != nil {
 			return err
 		}
-		id, _, err := insertInto(ctx, tx, modseq, f.ID, strings.Join(flags, " "), received.UnixNano(), m.Size, m.Summary, m.Body)
+		id, _, err := insertInto(ctx, tx, modseq, f.ID, strings.Join(flags, " "), received.UnixNano(), m.Size, m.Summary, m.Body, by)
 		info.ID, info.FolderID, info.ModSeq = id, f.ID, modseq
 		return err
 	})

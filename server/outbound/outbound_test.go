@@ -20,6 +20,7 @@ import (
 	cmcrypto "cryptomail/crypto"
 	"cryptomail/internal/testenv"
 	"cryptomail/server/outbound"
+	"cryptomail/shard"
 	"cryptomail/xmap"
 )
 
@@ -65,6 +66,10 @@ func TestSendLocal(t *testing.T) {
 	if sm := e.decrypt(bob, inbox[0].Summary); string(sm) != `{"subject":"Lunch?"}` {
 		t.Errorf("bob's summary %q, want the client's", sm)
 	}
+	// Alice wrote Bob's summary: his client must be able to tell (issue 9, item 1).
+	if inbox[0].SummaryBy != shard.SummaryBySender {
+		t.Errorf("bob's copy: summary origin %q, want sender", inbox[0].SummaryBy)
+	}
 	if bytes.Contains(inbox[0].Body, []byte("Subject")) || bytes.Contains(inbox[0].Body, []byte("alice@")) {
 		t.Error("bob's stored body holds readable headers")
 	}
@@ -86,6 +91,9 @@ func TestSendLocal(t *testing.T) {
 	}
 	if sm.From != alice || !strings.Contains(sm.MessageID, "7d1e@example.org") {
 		t.Errorf("server-made Sent summary %+v", sm)
+	}
+	if sent[0].SummaryBy != shard.SummaryByServer || res.Sent.SummaryBy != xmap.SummaryByServer {
+		t.Errorf("server-made Sent summary: origin %q, in the result %q; want server", sent[0].SummaryBy, res.Sent.SummaryBy)
 	}
 	if res.Sent.ID != strconv.FormatInt(sent[0].ID, 10) || res.Sent.Size != int64(len(sent[0].Body)) ||
 		!slices.Equal(res.Sent.Flags, []xmap.Flag{xmap.FlagSeen}) || !res.Sent.Received.Equal(e.clock.Now()) {
@@ -342,6 +350,9 @@ func (e *env) bounce(user string) dsn {
 	}
 	if sm.Subject != "Undelivered Mail Returned to Sender" || !strings.Contains(sm.From, "MAILER-DAEMON@mx.example.org") {
 		e.t.Errorf("bounce summary %+v", sm)
+	}
+	if inbox[0].SummaryBy != shard.SummaryByServer {
+		e.t.Errorf("bounce: summary origin %q, want server", inbox[0].SummaryBy)
 	}
 	m, err := message.Read(bytes.NewReader(raw))
 	if err != nil {
