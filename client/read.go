@@ -77,6 +77,12 @@ type Listed struct {
 	SummaryErr error
 }
 
+// SummaryUnverified reports whether the summary is only its sender's word: another user
+// wrote it through send (summary-by="sender"), or the server did not say who did. Its From,
+// subject and snippet are what that user chose to write, checked by nothing; show it marked
+// until the message is opened (Read) and its signature checked.
+func (l Listed) SummaryUnverified() bool { return l.Summary != nil && !l.SummaryBy.Trusted() }
+
 // Page is one decrypted page of a folder.
 type Page struct {
 	FolderID   string

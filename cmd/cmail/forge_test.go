@@ -96,3 +96,31 @@ func testForgedSender(t *testing.T, h *harness) {
 		t.Errorf("read --json signature: %v", sig)
 	}
 }
+
+func TestSummaryOrigin(t *testing.T) { bothServers(t, testSummaryOrigin) }
+
+// A list line another user wrote (a local send's summary) is marked unverified; one the
+// server sealed on arrival, or the user's own, is not.
+func testSummaryOrigin(t *testing.T, h *harness) {
+	alice, bob := t.TempDir(), t.TempDir()
+	h.signup(alice, "alice@example.org", "alice pass")
+	h.signup(bob, "bob@example.org", "bob pass")
+	h.ok(alice, "alice pass", "Hello Bob\n", "send", "--to", "bob@example.org", "--subject", "From a neighbour")
+	if _, err := h.deliver(t.Context(), "bob@example.org", []byte("From: Carol <carol@remote.example>\r\nSubject: From outside\r\n\r\nhi\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	origin := map[string][2]any{}
+	for _, r := range jsonArray(t, h.ok(bob, "bob pass", "", "list", "--json")) {
+		origin[r["subject"].(string)] = [2]any{r["summary_by"], r["summary_unverified"]}
+	}
+	if origin["From a neighbour"] != [2]any{"sender", true} || origin["From outside"] != [2]any{"server", false} {
+		t.Errorf("bob's INBOX origins: %v", origin)
+	}
+	if out := h.ok(bob, "bob pass", "", "list"); !strings.Contains(out, "(unverified) ") || strings.Count(out, "(unverified)") != 1 {
+		t.Errorf("bob's list marks the wrong lines:\n%s", out)
+	}
+	sent := jsonArray(t, h.ok(alice, "alice pass", "", "list", "Sent", "--json"))
+	if len(sent) != 1 || sent[0]["summary_by"] != "owner" || sent[0]["summary_unverified"] != false {
+		t.Errorf("alice's Sent: %v", sent)
+	}
+}

@@ -37,7 +37,11 @@ type messageRowJSON struct {
 	MessageID      string    `json:"message_id,omitempty"`
 	Snippet        string    `json:"snippet"`
 	HasAttachments bool      `json:"has_attachments"`
-	Error          string    `json:"error,omitempty"` // why the summary could not be read
+	// SummaryBy is who wrote the summary (server, sender, owner); SummaryUnverified
+	// is true when it is only the sender's word (docs/XMAP.md, "Summary origin").
+	SummaryBy         string `json:"summary_by,omitempty"`
+	SummaryUnverified bool   `json:"summary_unverified"`
+	Error             string `json:"error,omitempty"` // why the summary could not be read
 }
 
 type attachmentJSON struct {
@@ -108,6 +112,7 @@ func listedJSON(ms []client.Listed) []messageRowJSON {
 			r.From, r.To, r.Cc, r.Subject = sm.From, orEmpty(sm.To), orEmpty(sm.Cc), sm.Subject
 			r.Date, r.MessageID, r.Snippet, r.HasAttachments = dateString(sm.Date), sm.MessageID, sm.Snippet, sm.HasAttachments
 		}
+		r.SummaryBy, r.SummaryUnverified = string(m.SummaryBy), m.SummaryUnverified()
 		if m.SummaryErr != nil {
 			r.Error = m.SummaryErr.Error()
 		}
@@ -220,7 +225,12 @@ func row(l client.Listed) (date, from, subject string) {
 	if !l.Summary.Date.IsZero() {
 		date = l.Summary.Date.Local().Format("2006-01-02 15:04")
 	}
-	return date, clean(l.Summary.From, 30), clean(l.Summary.Subject, 70)
+	from = clean(l.Summary.From, 30)
+	if l.SummaryUnverified() {
+		// Another user wrote this line: it is their word until "cmail read" checks it.
+		from = "(unverified) " + from
+	}
+	return date, from, clean(l.Summary.Subject, 70)
 }
 
 func printListed(w io.Writer, ms []client.Listed) error {
