@@ -268,6 +268,49 @@ test('HTML mail: its script never runs and nothing remote loads until allowed', 
   await a.getByTestId('folder-inbox').click();
 });
 
+// Issue 9, item 11: escaped url() forms and image-set() in a mail's CSS. The browser's CSS
+// parser reads u\72 l( and \75 rl( as url(; the filter must see them as the frame would:
+// the remote-content notice appears, and nothing loads.
+test('HTML mail: escaped CSS URLs and image-set are blocked and announced', async () => {
+  const a = page.alice;
+  const html = [
+    '<html><head><style>',
+    '.e1 { background: u\\72 l(https://tracker.example/escaped1.png) }',
+    '.e2 { background: \\75 rl(https://tracker.example/escaped2.png) }',
+    '.e3 { background-image: image-set("https://tracker.example/set.png" 1x) }',
+    '.e4 { background-image: -webkit-image-set(url(https://tracker.example/wset.png) 1x) }',
+    '.e5 { --x: u\\72 l(https://tracker.example/var.png); background-image: var(--x) }',
+    '</style></head><body>',
+    '<div id="e1" class="e1">one</div><div id="e2" class="e2">two</div><div id="e3" class="e3">three</div>',
+    '<div id="e4" class="e4">four</div><div id="e5" class="e5">five</div>',
+    '<div id="e6" style="background: u\\72 l(https://tracker.example/inline-escaped.png)">six</div>',
+    '<div id="e7" style="background-image: image-set(&quot;https://tracker.example/inline-set.png&quot; 1x)">seven</div>',
+    '</body></html>',
+  ].join('\n');
+  await lmtpSend(env.lmtp, 'styles@remote.example', [aliceUser.address], [
+    'From: Styles <styles@remote.example>', `To: ${aliceUser.address}`, 'Subject: Escaped styles',
+    `Date: ${mailDate()}`, 'MIME-Version: 1.0', 'Content-Type: text/html; charset=utf-8', '', html,
+  ].join('\n'));
+  const before = log.phase; // 'after-allow': the newsletter may load its tracker when shown again
+  log.phase = 'css-escapes';
+  await row(a, 'Escaped styles').click();
+  await a.getByTestId('remote-blocked').waitFor();
+  await a.waitForFunction(() => {
+    const f = document.querySelector('iframe.mailframe');
+    return f && f.contentDocument && f.contentDocument.getElementById('e7');
+  });
+  const images = await a.evaluate(() => {
+    const d = document.querySelector('iframe.mailframe').contentDocument;
+    return ['e1', 'e2', 'e3', 'e4', 'e5', 'e6', 'e7'].map((id) => getComputedStyle(d.getElementById(id)).backgroundImage);
+  });
+  assert.deepEqual(images, ['none', 'none', 'none', 'none', 'none', 'none', 'none'], 'no remote image is left in the frame');
+  await a.waitForTimeout(500);
+  assert.deepEqual(log.foreign.filter((f) => f.phase === 'css-escapes'), [], 'nothing remote was requested');
+  assert.ok(!log.consoleProblems.some((p) => p.phase === 'css-escapes' && /tracker\.example/.test(p.text)), 'the frame did not even try: ' + JSON.stringify(log.consoleProblems));
+  log.phase = before;
+  await a.getByTestId('folder-inbox').click();
+});
+
 test('flags, unread counts and keyboard shortcuts', async () => {
   const a = page.alice;
   await a.getByTestId('folder-inbox').click();
