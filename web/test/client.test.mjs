@@ -203,3 +203,15 @@ test('a message for someone else does not open', async () => {
   const b = fakeSession('bob@example.test', bob, {}, async () => assert.fail());
   await assert.rejects(b.openMessage({ id: '4', body: await encryptBinary(utf8('Subject: x\r\n\r\ny'), [alice.toPublic()]) }));
 });
+
+// A list line another user wrote (summary-by="sender") is the sender's word: marked
+// unverified; the server's and the owner's are not; a server that does not say is not trusted.
+test('summaries written by a sender are marked unverified', async () => {
+  const b = fakeSession('bob@example.test', bob, {}, async () => assert.fail());
+  const summary = await encryptBinary(utf8('{"from":"Alice <alice@example.test>","subject":"hi"}'), [bob.toPublic()]);
+  const by = async (summaryBy) => (await b.listed({ id: '1', folderId: '1', flags: [], size: 1, received: '2025-03-01T09:00:00Z', summary, summaryBy })).summaryUnverified;
+  assert.equal(await by('sender'), true);
+  assert.equal(await by(undefined), true);
+  assert.equal(await by('server'), false);
+  assert.equal(await by('owner'), false);
+});

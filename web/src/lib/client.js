@@ -385,7 +385,9 @@ export class Session {
   }
 
   async listed(m) {
-    const out = { ...m, summary: null, summaryError: null };
+    // summaryUnverified: another user wrote this summary (summary-by="sender"), or the
+    // server did not say who did; its From, subject and snippet are that user's word.
+    const out = { ...m, summary: null, summaryError: null, summaryUnverified: !['server', 'owner'].includes(m.summaryBy) };
     delete out.body;
     if (m.summary) {
       try {

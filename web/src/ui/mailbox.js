@@ -226,7 +226,10 @@ export class Mailbox {
         const s = m.summary;
         const unread = !m.flags.includes('\\Seen');
         const flagged = m.flags.includes('\\Flagged');
-        const who = s ? (inSent ? `To: ${s.to.join(', ')}` : s.from) : '';
+        // A line another user wrote is their word: marked until the message is opened,
+        // then the From the opening checked is shown instead (kept in memory only).
+        const unverified = s && m.summaryUnverified && !m.checked;
+        const who = s ? (inSent ? `To: ${s.to.join(', ')}` : (m.checked ? m.checked.from : s.from)) : '';
         return h('li', {
           class: ['row', unread ? 'unread' : '', m.id === this.selected ? 'selected' : ''].join(' ').trim(),
           role: 'option',
@@ -239,7 +242,15 @@ export class Mailbox {
             if (ev.key === 'Enter') this.select(m.id);
           },
         },
-        h('span', { class: 'from', text: who || '(unknown sender)' }),
+        h('span', { class: 'from' },
+          unverified ? h('span', {
+            class: 'unverified', 'data-testid': 'summary-unverified', title: 'Unverified: this line was written by the sender. Open the message to check it.',
+            'aria-label': 'Unverified: written by the sender', text: '? ',
+          }) : null,
+          m.checked && ['other-signer', 'bad'].includes(m.checked.status) ? h('span', {
+            class: 'unverified', 'data-testid': 'summary-forged', title: 'Opened: not signed by the sender shown.', 'aria-label': 'Not signed by the sender shown', text: '✖ ',
+          }) : null,
+          who || '(unknown sender)'),
         h('span', { class: 'when', text: formatWhen(s && s.date ? s.date : new Date(m.received)) }),
         h('span', { class: 'subject' },
           flagged ? h('span', { class: 'flag', 'aria-label': 'Flagged', text: '★ ' }) : null,
@@ -274,7 +285,11 @@ export class Mailbox {
       const msg = await this.s.read(id);
       if (this.selected !== id || this.closed) return;
       this.open = msg;
+      // What the opened message shows, and what its signature proved, replace the sender's
+      // list line (summary-by="sender"); in memory only, like everything decrypted.
+      if (listed) listed.checked = { from: msg.from, status: msg.signature.status };
       this.renderMessage();
+      if (listed && listed.summaryUnverified) this.renderList();
       if (listed && !listed.flags.includes('\\Seen')) {
         await this.s.one('update-flags', { action: 'add', flags: ['\\Seen'], ids: [id] });
         listed.flags = [...listed.flags, '\\Seen'];
