@@ -283,7 +283,7 @@ test('HTML mail: escaped CSS URLs and image-set are blocked and announced', asyn
     '.e1 { background: u\\72 l(https://tracker.example/escaped1.png) }',
     '.e2 { background: \\75 rl(https://tracker.example/escaped2.png) }',
     '.e3 { background-image: image-set("https://tracker.example/set.png" 1x) }',
-    '.e4 { background-image: -webkit-image-set(url(https://tracker.example/wset.png) 1x) }',
+    '.e4 { background-image: -webkit-image-set("https://tracker.example/wset.png" 1x) }',
     '.e5 { --x: u\\72 l(https://tracker.example/var.png); background-image: var(--x) }',
     '</style></head><body>',
     '<div id="e1" class="e1">one</div><div id="e2" class="e2">two</div><div id="e3" class="e3">three</div>',
