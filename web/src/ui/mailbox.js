@@ -228,8 +228,9 @@ export class Mailbox {
         const flagged = m.flags.includes('\\Flagged');
         // A line another user wrote is their word: marked until the message is opened,
         // then the From the opening checked is shown instead (kept in memory only).
-        const unverified = s && m.summaryUnverified && !m.checked;
-        const who = s ? (inSent ? `To: ${s.to.join(', ')}` : (m.checked ? m.checked.from : s.from)) : '';
+        const checked = this.checkedByID && this.checkedByID.get(m.id);
+        const unverified = s && m.summaryUnverified && !checked;
+        const who = s ? (inSent ? `To: ${s.to.join(', ')}` : (checked ? checked.from : s.from)) : '';
         return h('li', {
           class: ['row', unread ? 'unread' : '', m.id === this.selected ? 'selected' : ''].join(' ').trim(),
           role: 'option',
@@ -247,7 +248,7 @@ export class Mailbox {
             class: 'unverified', 'data-testid': 'summary-unverified', title: 'Unverified: this line was written by the sender. Open the message to check it.',
             'aria-label': 'Unverified: written by the sender', text: '? ',
           }) : null,
-          m.checked && ['other-signer', 'bad'].includes(m.checked.status) ? h('span', {
+          checked && ['other-signer', 'bad'].includes(checked.status) ? h('span', {
             class: 'unverified', 'data-testid': 'summary-forged', title: 'Opened: not signed by the sender shown.', 'aria-label': 'Not signed by the sender shown', text: '✖ ',
           }) : null,
           who || '(unknown sender)'),
@@ -287,7 +288,9 @@ export class Mailbox {
       this.open = msg;
       // What the opened message shows, and what its signature proved, replace the sender's
       // list line (summary-by="sender"); in memory only, like everything decrypted.
-      if (listed) listed.checked = { from: msg.from, status: msg.signature.status };
+      // By id, so it outlives a reload of the folder's page (a message's content never
+      // changes for its id); gone with this mailbox at sign-out.
+      (this.checkedByID ||= new Map()).set(id, { from: msg.from, status: msg.signature.status });
       this.renderMessage();
       if (listed && listed.summaryUnverified) this.renderList();
       if (listed && !listed.flags.includes('\\Seen')) {
