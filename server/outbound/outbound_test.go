@@ -751,3 +751,27 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// A local recipient's summary is the sender's word whether the client wrote it or the
+// server made it from the headers the sender wrote (an outer From: Alice typed by Mallory
+// must not pass as the server's); a copy to oneself is the owner's.
+func TestSendLocalSummaryOrigin(t *testing.T) {
+	e := newEnv(t)
+	s := e.sender(e.config(""))
+	body := e.pgpMIME(alice, bob, "...", "no summary given", alice, bob)
+	if _, err := s.Send(e.ctx, alice, &xmap.Send{
+		Recipients: []xmap.Recipient{{Address: bob, Encrypted: true}, {Address: alice, Encrypted: true}},
+		Body:       body,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for user, want := range map[string]string{bob: shard.SummaryBySender, alice: shard.SummaryByOwner} {
+		in := e.messages(user, "INBOX")
+		if len(in) != 1 {
+			t.Fatalf("%s's INBOX has %d messages, want 1", user, len(in))
+		}
+		if in[0].SummaryBy != want {
+			t.Errorf("%s's copy: summary origin %q, want %q", user, in[0].SummaryBy, want)
+		}
+	}
+}

@@ -732,13 +732,10 @@ func (b *Backend) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.
 	body := bytes.Clone(req.Body)
 	for _, l := range locals {
 		l.acct.used += int64(len(body) + len(l.summary))
-		// The sender wrote this summary (the real server seals one itself when
-		// there is none); mail to oneself is the owner's.
+		// The sender wrote this summary (or the headers a server-made one would
+		// come from); mail to oneself is the owner's.
 		by := xmap.SummaryBySender
-		switch {
-		case len(l.summary) == 0:
-			by = xmap.SummaryByServer
-		case l.acct == a:
+		if l.acct == a {
 			by = xmap.SummaryByOwner
 		}
 		l.acct.addMessage(b.newID(), l.acct.role(xmap.RoleInbox).id, nil, now, bytes.Clone(l.summary), body, by)
