@@ -77,6 +77,12 @@ type Listed struct {
 	SummaryErr error
 }
 
+// SummaryUnverified reports whether the summary is only its sender's word: another user
+// wrote it through send (summary-by="sender"), or the server did not say who did. Its From,
+// subject and snippet are what that user chose to write, checked by nothing; show it marked
+// until the message is opened (Read) and its signature checked.
+func (l Listed) SummaryUnverified() bool { return l.Summary != nil && !l.SummaryBy.Trusted() }
+
 // Page is one decrypted page of a folder.
 type Page struct {
 	FolderID   string
@@ -157,17 +163,26 @@ func (s *Session) listed(m xmap.Message) Listed {
 type SignatureStatus string
 
 const (
-	SignatureNone       SignatureStatus = "none"        // not signed (or not end-to-end encrypted)
-	SignatureVerified   SignatureStatus = "verified"    // signed by the key of the From address
+	SignatureNone SignatureStatus = "none" // not signed (or not end-to-end encrypted)
+	// SignatureVerified: signed by the key the server has for the From address the
+	// message shows (the protected, inner From of a PGP/MIME message).
+	SignatureVerified   SignatureStatus = "verified"
 	SignatureUnknownKey SignatureStatus = "unknown-key" // signed by a key this client does not have
-	SignatureBad        SignatureStatus = "bad"         // the signature does not verify, or is not From's key
+	SignatureBad        SignatureStatus = "bad"         // the signature does not verify
+	// SignatureOtherSigner: a good signature, but by the key of another address
+	// (SignerAddress) than the From shown: the message says it is from someone who did
+	// not sign it. Never to be shown as verified.
+	SignatureOtherSigner SignatureStatus = "other-signer"
 )
 
 // Signature is the outcome of checking a message's signature.
 type Signature struct {
 	Status SignatureStatus
-	Signer string // fingerprint (verified) or key id (unknown-key, bad) of the signing key
-	Reason string // for SignatureBad: why
+	Signer string // fingerprint of the signing key when this client has it, else its key id
+	// SignerAddress is the address whose key (as the server's public-key lookup gives it,
+	// or the user's own) made the signature; empty when the key is not known.
+	SignerAddress string
+	Reason        string // for SignatureBad and SignatureOtherSigner: why; for verified, a caveat or ""
 }
 
 // Message is a decrypted message.
@@ -222,7 +237,8 @@ func (s *Session) Read(ctx context.Context, id string) (*Message, error) {
 const maxPlaintext = xmap.MaxMessageSize
 
 // OpenMessage decrypts a fetched message (m.Body must be set): the storage layer, then a
-// PGP/MIME or inline PGP layer, checking the signature against the From address's key.
+// PGP/MIME or inline PGP layer, checking the signature against the key of the From
+// address the message shows (for PGP/MIME, the protected inner From).
 func (s *Session) OpenMessage(ctx context.Context, m xmap.Message) (*Message, error) {
 	me, err := s.privateKey()
 	if err != nil {
@@ -242,6 +258,7 @@ func (s *Session) OpenMessage(ctx context.Context, m xmap.Message) (*Message, er
 		return nil, fmt.Errorf("message %s: %w", m.ID, err)
 	}
 	outer := mail.Header{Header: ent.Header}
+	outerFrom := headerAddress(outer, "From")
 	fields := outer
 	content := ent
 	msg.Raw = raw
@@ -250,14 +267,23 @@ func (s *Session) OpenMessage(ctx context.Context, m xmap.Message) (*Message, er
 		if err != nil {
 			return nil, fmt.Errorf("message %s: %w", m.ID, err)
 		}
-		inner, sig, err := s.decryptPGP(ctx, me, armored, headerAddress(outer, "From"))
-		if err != nil {
-			return nil, fmt.Errorf("message %s: %w", m.ID, err)
+		var innerEnt *message.Entity
+		// The From shown is the merged one: the inner From where the entity has one.
+		shown := func(plain []byte) string {
+			if innerEnt, err = readEntity(plain); err != nil {
+				return ""
+			}
+			return headerAddress(mergeHeaders(outer, mail.Header{Header: innerEnt.Header}), "From")
 		}
-		msg.Encrypted, msg.Signature = true, sig
-		if content, err = readEntity(inner); err != nil {
+		inner, sig, perr := s.decryptPGP(ctx, me, armored, outerFrom, shown)
+		if perr != nil {
+			return nil, fmt.Errorf("message %s: %w", m.ID, perr)
+		}
+		if innerEnt == nil || err != nil {
 			return nil, fmt.Errorf("message %s: decrypted part: %w", m.ID, err)
 		}
+		msg.Encrypted, msg.Signature = true, sig
+		content = innerEnt
 		fields = mergeHeaders(outer, mail.Header{Header: content.Header})
 		msg.Raw = joinRaw(outer, content.Header, inner)
 	}
@@ -271,8 +297,10 @@ func (s *Session) OpenMessage(ctx context.Context, m xmap.Message) (*Message, er
 		return nil, fmt.Errorf("message %s: %w", m.ID, err)
 	}
 	if !msg.Encrypted && strings.HasPrefix(strings.TrimSpace(msg.Text), "-----BEGIN PGP MESSAGE-----") {
-		// Inline PGP (an older client, or a list): the text part is the armored message.
-		text, sig, err := s.decryptPGP(ctx, me, []byte(strings.TrimSpace(msg.Text)), headerAddress(outer, "From"))
+		// Inline PGP (an older client, or a list): the text part is the armored message,
+		// and the From shown is the message's own.
+		shown := func([]byte) string { return outerFrom }
+		text, sig, err := s.decryptPGP(ctx, me, []byte(strings.TrimSpace(msg.Text)), outerFrom, shown)
 		if err == nil {
 			msg.Text, msg.Encrypted, msg.Signature = string(text), true, sig
 		}
@@ -309,66 +337,148 @@ func encryptedPart(ent *message.Entity) ([]byte, error) {
 	}
 }
 
+// signerKeys are the keys a signature can be recognised by, by lower-cased address: the
+// user's own, the outer From's (looked up; a failed lookup only means a signature by it
+// cannot be recognised) and every key this session has already looked up, so a signature
+// by a known user is named as that user's whatever the message claims.
+func (s *Session) signerKeys(ctx context.Context, me *openpgp.Entity, outerFrom string) map[string]*openpgp.Entity {
+	keys := map[string]*openpgp.Entity{asciiLower(s.address): me}
+	if outerFrom != "" {
+		s.addKey(ctx, keys, outerFrom)
+	}
+	s.keysMu.Lock()
+	for a, k := range s.keys {
+		if k != nil && keys[a] == nil {
+			keys[a] = k.Entity()
+		}
+	}
+	s.keysMu.Unlock()
+	return keys
+}
+
+// addKey adds the server's key for address to keys and reports whether it found one.
+func (s *Session) addKey(ctx context.Context, keys map[string]*openpgp.Entity, address string) bool {
+	a := asciiLower(address)
+	if keys[a] != nil {
+		return true
+	}
+	found, err := s.lookupKeys(ctx, []string{address})
+	if err != nil || found[a] == nil {
+		return false
+	}
+	keys[a] = found[a].Entity()
+	return true
+}
+
+// pgpResult is what reading one OpenPGP message gave.
+type pgpResult struct {
+	out    []byte
+	signed bool
+	keyID  uint64
+	signer *openpgp.Entity // nil when the signing key is not in the keyring
+	sigErr error
+}
+
 // decryptPGP decrypts an (armored or binary) OpenPGP message with the session's key and
-// checks its signature with the key the server has for from, if any.
-func (s *Session) decryptPGP(ctx context.Context, me *openpgp.Entity, data []byte, from string) ([]byte, Signature, error) {
-	sig := Signature{Status: SignatureNone}
+// checks its signature. The signature counts as verified only if it was made by the key
+// of the address shown(plaintext) returns, the From the user will see; a good signature
+// by any other known key is reported as that key owner's (SignatureOtherSigner).
+func (s *Session) decryptPGP(ctx context.Context, me *openpgp.Entity, data []byte, outerFrom string, shown func([]byte) string) ([]byte, Signature, error) {
+	keys := s.signerKeys(ctx, me, outerFrom)
+	res, err := readPGP(me, data, keys)
+	if err != nil {
+		return nil, Signature{Status: SignatureNone}, err
+	}
+	from := shown(res.out)
+	if res.signed && from != "" && keys[asciiLower(from)] == nil && s.addKey(ctx, keys, from) && res.signer == nil {
+		// The signing key was unknown until the shown From's key was looked up: read
+		// again with it, since the signature is checked only while reading.
+		clear(res.out)
+		if res, err = readPGP(me, data, keys); err != nil {
+			return nil, Signature{Status: SignatureNone}, err
+		}
+		from = shown(res.out) // shown may keep what it parsed: let it parse the new copy
+	}
+	return res.out, classifySignature(res, keys, from, outerFrom), nil
+}
+
+// readPGP decrypts data with me, checking a signature by any key of keys.
+func readPGP(me *openpgp.Entity, data []byte, keys map[string]*openpgp.Entity) (pgpResult, error) {
 	keyring := openpgp.EntityList{me}
-	var fromKey *openpgp.Entity
-	switch {
-	case from == "":
-	case strings.EqualFold(from, s.address):
-		fromKey = me
-	default:
-		// A failed lookup only means the signature cannot be checked.
-		if keys, err := s.lookupKeys(ctx, []string{from}); err == nil && keys[asciiLower(from)] != nil {
-			fromKey = keys[asciiLower(from)].Entity()
-			keyring = append(keyring, fromKey)
+	for _, k := range keys {
+		if k != me {
+			keyring = append(keyring, k)
 		}
 	}
 	in := io.Reader(bytes.NewReader(data))
 	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0]&0x80 == 0 {
 		block, err := armor.Decode(bytes.NewReader(t))
 		if err != nil {
-			return nil, sig, fmt.Errorf("malformed armor: %w", err)
+			return pgpResult{}, fmt.Errorf("malformed armor: %w", err)
 		}
 		if block.Type != cmcrypto.MessageType {
-			return nil, sig, fmt.Errorf("armor holds a %q block, not a message", clip(block.Type, 40))
+			return pgpResult{}, fmt.Errorf("armor holds a %q block, not a message", clip(block.Type, 40))
 		}
 		in = block.Body
 	}
 	md, err := openpgp.ReadMessage(in, keyring, nil, &packet.Config{})
 	if err != nil {
-		return nil, sig, fmt.Errorf("decrypt: %w", err)
+		return pgpResult{}, fmt.Errorf("decrypt: %w", err)
 	}
 	if !md.IsEncrypted {
-		return nil, sig, fmt.Errorf("decrypt: %w", cmcrypto.ErrNotEncrypted)
+		return pgpResult{}, fmt.Errorf("decrypt: %w", cmcrypto.ErrNotEncrypted)
 	}
 	// Read to the end: only then are integrity and signature checked.
 	out, err := io.ReadAll(io.LimitReader(md.UnverifiedBody, maxPlaintext+1))
 	if err != nil {
 		clear(out)
-		return nil, sig, fmt.Errorf("decrypt: %w", err)
+		return pgpResult{}, fmt.Errorf("decrypt: %w", err)
 	}
 	if len(out) > maxPlaintext {
 		clear(out)
-		return nil, sig, fmt.Errorf("decrypt: %w: plaintext over %d bytes", ErrTooLarge, maxPlaintext)
+		return pgpResult{}, fmt.Errorf("decrypt: %w: plaintext over %d bytes", ErrTooLarge, maxPlaintext)
 	}
-	if !md.IsSigned {
-		return out, sig, nil
+	res := pgpResult{out: out, signed: md.IsSigned, keyID: md.SignedByKeyId, sigErr: md.SignatureError}
+	if md.SignedBy != nil {
+		res.signer = md.SignedBy.Entity
 	}
-	keyID := fmt.Sprintf("%016X", md.SignedByKeyId)
+	return res, nil
+}
+
+// classifySignature turns a read's signature into what the user is told: verified only
+// when the signing key is the key of from, the address shown.
+func classifySignature(res pgpResult, keys map[string]*openpgp.Entity, from, outerFrom string) Signature {
+	if !res.signed {
+		return Signature{Status: SignatureNone}
+	}
+	if res.signer == nil {
+		return Signature{Status: SignatureUnknownKey, Signer: fmt.Sprintf("%016X", res.keyID)}
+	}
+	fp := fingerprint(res.signer)
+	var owner string
+	for a, k := range keys {
+		// Several addresses can share a key (aliases); the shown one wins, then the
+		// smallest, so the answer does not depend on map order.
+		if fingerprint(k) == fp && (owner == "" || a == asciiLower(from) || (owner != asciiLower(from) && a < owner)) {
+			owner = a
+		}
+	}
+	sig := Signature{Signer: fp, SignerAddress: owner}
 	switch {
-	case md.SignedBy == nil:
-		sig = Signature{Status: SignatureUnknownKey, Signer: keyID}
-	case md.SignatureError != nil:
-		sig = Signature{Status: SignatureBad, Signer: keyID, Reason: "the signature does not verify"}
-	case fromKey == nil || fingerprint(md.SignedBy.Entity) != fingerprint(fromKey):
-		sig = Signature{Status: SignatureBad, Signer: fingerprint(md.SignedBy.Entity), Reason: "signed by a key that is not the From address's"}
+	case res.sigErr != nil:
+		sig.Status, sig.Reason = SignatureBad, "the signature does not verify"
+	case from == "" || keys[asciiLower(from)] == nil || fingerprint(keys[asciiLower(from)]) != fp:
+		sig.Status, sig.Reason = SignatureOtherSigner, "signed by "+owner+", not by the sender shown"
+		if from == "" {
+			sig.Reason = "signed by " + owner + ", but the message shows no sender"
+		}
 	default:
-		sig = Signature{Status: SignatureVerified, Signer: fingerprint(md.SignedBy.Entity)}
+		sig.Status = SignatureVerified
+		if outerFrom != "" && !strings.EqualFold(outerFrom, from) {
+			sig.Reason = "the outer From: is " + outerFrom
+		}
 	}
-	return out, sig, nil
+	return sig
 }
 
 // mergeHeaders returns the header fields to show: the protected ones of the decrypted

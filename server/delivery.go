@@ -87,11 +87,12 @@ func (d *delivery) Deliver(ctx context.Context, env *lmtp.Envelope, rcpt lmtp.Re
 			return fmt.Errorf("encrypt: %w", err)
 		}
 		_, _, err = d.store.DeliverSealed(ctx, rcpt.Mailbox, armored, shard.NewMessage{
-			Folder:   "INBOX",
-			Received: env.Received,
-			Size:     int64(len(trace) + len(msg)),
-			Summary:  summary,
-			Body:     body,
+			Folder:    "INBOX",
+			Received:  env.Received,
+			Size:      int64(len(trace) + len(msg)),
+			Summary:   summary,
+			Body:      body,
+			SummaryBy: shard.SummaryByServer, // sealed here, from the message as received
 		})
 		// DeliverSealed returns once the body is committed (SQLite has
 		// copied it) or will never be, so its buffer can serve the next one.

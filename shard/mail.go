@@ -56,6 +56,9 @@ type MessageInfo struct {
 
 	SummarySize int64 // bytes of the stored summary
 	BodySize    int64 // bytes of the stored body
+	// SummaryBy says who made the summary (SummaryByServer, ...); a copy or
+	// a move keeps it.
+	SummaryBy string
 
 	Summary, Body []byte // only where asked for
 }
@@ -394,7 +397,7 @@ func (s *Store) ListMessages(ctx context.Context, address string, q ListQuery, f
 			return err
 		}
 		page.FolderID, page.Total = f.ID, f.Total
-		const cols = `SELECT id, folder_id, flags, received_s, modseq, length(summary), ` + bodyLength + `, summary FROM messages WHERE folder_id = ?`
+		const cols = `SELECT id, folder_id, flags, received_s, modseq, length(summary), ` + bodyLength + `, summary_by, summary FROM messages WHERE folder_id = ?`
 		order, cmp := ` ORDER BY received_s ASC, id ASC LIMIT ?`, `>`
 		if q.Desc {
 			order, cmp = ` ORDER BY received_s DESC, id DESC LIMIT ?`, `<`
@@ -441,12 +444,12 @@ func (s *Store) ListMessages(ctx context.Context, address string, q ListQuery, f
 const bodyLength = `(SELECT length(data) FROM bodies WHERE bodies.id = messages.body_id)`
 
 // scanInfo reads the columns id, folder_id, flags, received_s, modseq,
-// length(summary), the body's length and, if withSummary, summary.
+// length(summary), the body's length, summary_by and, if withSummary, summary.
 func scanInfo(r rowScanner, withSummary bool) (MessageInfo, error) {
 	var m MessageInfo
 	var flags string
 	var received int64
-	dest := []any{&m.ID, &m.FolderID, &flags, &received, &m.ModSeq, &m.SummarySize, &m.BodySize}
+	dest := []any{&m.ID, &m.FolderID, &flags, &received, &m.ModSeq, &m.SummarySize, &m.BodySize, &m.SummaryBy}
 	if withSummary {
 		dest = append(dest, &m.Summary)
 	}
@@ -499,7 +502,7 @@ func (s *Store) FetchMessages(ctx context.Context, address string, ids []int64, 
 	return s.snapshot(ctx, address, "fetch messages", func(ctx context.Context, db querier) error {
 		for _, id := range ids {
 			m, err := scanInfo(db.QueryRowContext(ctx,
-				`SELECT id, folder_id, flags, received_s, modseq, length(summary), `+bodyLength+` FROM messages WHERE id = ?`, id), false)
+				`SELECT id, folder_id, flags, received_s, modseq, length(summary), `+bodyLength+`, summary_by FROM messages WHERE id = ?`, id), false)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			}
@@ -684,13 +687,13 @@ func reserve(ctx context.Context, tx *sql.Tx, quota, n int64) error {
 const CopyRowBytes = 128
 
 // CopyMessages copies messages into a folder, all or nothing, and returns
-// the copies' ids in the order of ids. A copy has the original's summary,
-// received time and body, and its flags without \Deleted. The body is not
-// written again: the copy shares the original's (doc.go, Bodies), so a copy
-// stores only a row and its summary. ErrNoSuchFolder, an *IDError with
-// ErrNoSuchMessage, ErrQuota (stored bytes over quota; quota <= 0: no
-// limit), ErrLimit (the copies would add more than limit bytes, counting
-// each copy's summary and CopyRowBytes; limit <= 0: no limit).
+// the copies' ids in the order of ids. A copy has the original's summary
+// (and who made it), received time and body, and its flags without \Deleted.
+// The body is not written again: the copy shares the original's (doc.go,
+// Bodies), so a copy stores only a row and its summary. ErrNoSuchFolder, an
+// *IDError with ErrNoSuchMessage, ErrQuota (stored bytes over quota; quota
+// <= 0: no limit), ErrLimit (the copies would add more than limit bytes,
+// counting each copy's summary and CopyRowBytes; limit <= 0: no limit).
 func (s *Store) CopyMessages(ctx context.Context, address string, ids []int64, to FolderRef, quota, limit int64) ([]int64, error) {
 	var out []int64
 	err := s.change(ctx, address, "copy messages", func(ctx context.Context, tx *sql.Tx, st *stamper) error {
@@ -733,8 +736,8 @@ func (s *Store) CopyMessages(ctx context.Context, address string, ids []int64, t
 			}
 			var copyID int64
 			err = tx.QueryRowContext(ctx, `
-				INSERT INTO messages (folder_id, uid, flags, received, size, modseq, created_modseq, summary, body_id)
-				SELECT ?, ?, ?, received, size, ?, ?, summary, body_id FROM messages WHERE id = ?
+				INSERT INTO messages (folder_id, uid, flags, received, size, modseq, created_modseq, summary, body_id, summary_by)
+				SELECT ?, ?, ?, received, size, ?, ?, summary, body_id, summary_by FROM messages WHERE id = ?
 				RETURNING id`, f.ID, uid, flags[i], modseq, modseq, id).Scan(&copyID)
 			if err != nil {
 				return err
@@ -845,6 +848,10 @@ func (s *Store) Append(ctx context.Context, address string, to FolderRef, m NewM
 	if m.Size < 0 {
 		return MessageInfo{}, fmt.Errorf("shard: append: %w: negative size", ErrInvalid)
 	}
+	by, err := summaryBy(m.SummaryBy)
+	if err != nil {
+		return MessageInfo{}, fmt.Errorf("shard: append: %w", err)
+	}
 	received := m.Received
 	if received.IsZero() {
 		received = time.Now()
@@ -857,8 +864,9 @@ func (s *Store) Append(ctx context.Context, address string, to FolderRef, m NewM
 		Received:    time.Unix(received.Unix(), 0).UTC(),
 		SummarySize: int64(len(m.Summary)),
 		BodySize:    int64(len(m.Body)),
+		SummaryBy:   by,
 	}
-	err := s.change(ctx, address, "append", func(ctx context.Context, tx *sql.Tx, st *stamper) error {
+	err = s.change(ctx, address, "append", func(ctx context.Context, tx *sql.Tx, st *stamper) error {
 		f, err := resolveFolder(ctx, tx, to)
 		if err != nil {
 			return err
@@ -870,7 +878,7 @@ func (s *Store) Append(ctx context.Context, address string, to FolderRef, m NewM
 		if err != nil {
 			return err
 		}
-		id, _, err := insertInto(ctx, tx, modseq, f.ID, strings.Join(flags, " "), received.UnixNano(), m.Size, m.Summary, m.Body)
+		id, _, err := insertInto(ctx, tx, modseq, f.ID, strings.Join(flags, " "), received.UnixNano(), m.Size, m.Summary, m.Body, by)
 		info.ID, info.FolderID, info.ModSeq = id, f.ID, modseq
 		return err
 	})

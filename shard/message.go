@@ -21,6 +21,29 @@ type NewMessage struct {
 	Size     int64     // plaintext size as received
 	Summary  []byte
 	Body     []byte
+	// SummaryBy says who made Summary: SummaryByServer, SummaryBySender or
+	// SummaryByOwner. Empty is stored as SummaryBySender, the origin no
+	// client trusts, so a caller that forgets it cannot make a summary pass
+	// as the server's.
+	SummaryBy string
+}
+
+// Who made a message's summary (docs/XMAP.md, "Summary origin").
+const (
+	SummaryByServer = "server" // sealed by the server from the message as it arrived
+	SummaryBySender = "sender" // written by another user, through send
+	SummaryByOwner  = "owner"  // written by the account's owner: append, the Sent copy
+)
+
+// summaryBy validates an origin, mapping empty to SummaryBySender.
+func summaryBy(o string) (string, error) {
+	switch o {
+	case "":
+		return SummaryBySender, nil
+	case SummaryByServer, SummaryBySender, SummaryByOwner:
+		return o, nil
+	}
+	return "", fmt.Errorf("%w: summary origin", ErrInvalid)
 }
 
 // Message is a stored message.
@@ -34,6 +57,8 @@ type Message struct {
 	ModSeq   int64 // modseq of the message's last change
 	Summary  []byte
 	Body     []byte
+	// SummaryBy says who made Summary (SummaryByServer, ...).
+	SummaryBy string
 }
 
 // Received is stored as unix nanoseconds, which covers these years.
@@ -71,6 +96,10 @@ func (s *Store) deliver(ctx context.Context, address string, sealedTo []byte, m 
 	if m.Size < 0 {
 		return 0, 0, fmt.Errorf("shard: deliver: %w: negative size", ErrInvalid)
 	}
+	by, err := summaryBy(m.SummaryBy)
+	if err != nil {
+		return 0, 0, fmt.Errorf("shard: deliver: %w", err)
+	}
 	received := m.Received
 	if received.IsZero() {
 		received = time.Now()
@@ -86,7 +115,7 @@ func (s *Store) deliver(ctx context.Context, address string, sealedTo []byte, m 
 				}
 			}
 			var err error
-			id, uid, err = insertMessage(ctx, tx, modseq, m.Folder, flags, received.UnixNano(), m.Size, m.Summary, m.Body)
+			id, uid, err = insertMessage(ctx, tx, modseq, m.Folder, flags, received.UnixNano(), m.Size, m.Summary, m.Body, by)
 			return err
 		}
 	})
@@ -96,7 +125,7 @@ func (s *Store) deliver(ctx context.Context, address string, sealedTo []byte, m 
 	return id, uid, nil
 }
 
-func insertMessage(ctx context.Context, tx *sql.Tx, modseq int64, folder, flags string, received, size int64, summary, body []byte) (int64, uint32, error) {
+func insertMessage(ctx context.Context, tx *sql.Tx, modseq int64, folder, flags string, received, size int64, summary, body []byte, summaryBy string) (int64, uint32, error) {
 	q, arg := `SELECT id FROM folders WHERE name = ?`, folder
 	if folder == "" || strings.EqualFold(folder, "INBOX") {
 		q, arg = `SELECT id FROM folders WHERE role = ?`, "inbox"
@@ -109,12 +138,12 @@ func insertMessage(ctx context.Context, tx *sql.Tx, modseq int64, folder, flags 
 	if err != nil {
 		return 0, 0, err
 	}
-	return insertInto(ctx, tx, modseq, folderID, flags, received, size, summary, body)
+	return insertInto(ctx, tx, modseq, folderID, flags, received, size, summary, body, summaryBy)
 }
 
 // insertInto stores a new message in folderID, stamped (and marked created)
-// with modseq.
-func insertInto(ctx context.Context, tx *sql.Tx, modseq, folderID int64, flags string, received, size int64, summary, body []byte) (int64, uint32, error) {
+// with modseq. summaryBy must be valid (see summaryBy).
+func insertInto(ctx context.Context, tx *sql.Tx, modseq, folderID int64, flags string, received, size int64, summary, body []byte, summaryBy string) (int64, uint32, error) {
 	uid, err := nextUID(ctx, tx, folderID)
 	if err != nil {
 		return 0, 0, err
@@ -125,8 +154,8 @@ func insertInto(ctx context.Context, tx *sql.Tx, modseq, folderID int64, flags s
 		return 0, 0, err
 	}
 	res, err := tx.ExecContext(ctx,
-		`INSERT INTO messages (folder_id, uid, flags, received, size, modseq, created_modseq, summary, body_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		folderID, uid, flags, received, size, modseq, modseq, nonNil(summary), bodyID)
+		`INSERT INTO messages (folder_id, uid, flags, received, size, modseq, created_modseq, summary, body_id, summary_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		folderID, uid, flags, received, size, modseq, modseq, nonNil(summary), bodyID, summaryBy)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -197,7 +226,7 @@ func (s *Store) Messages(ctx context.Context, address string, fn func(Message) e
 	var fnErr error
 	err := s.read(ctx, address, "messages", func(ctx context.Context, db *sql.DB) error {
 		rows, err := db.QueryContext(ctx, `
-			SELECT m.id, f.name, m.uid, m.flags, m.received, m.size, m.modseq, m.summary, b.data
+			SELECT m.id, f.name, m.uid, m.flags, m.received, m.size, m.modseq, m.summary, b.data, m.summary_by
 			FROM messages m JOIN folders f ON f.id = m.folder_id JOIN bodies b ON b.id = m.body_id
 			ORDER BY m.folder_id, m.uid`)
 		if err != nil {
@@ -208,7 +237,7 @@ func (s *Store) Messages(ctx context.Context, address string, fn func(Message) e
 			var m Message
 			var uid, received int64
 			var flags string
-			if err := rows.Scan(&m.ID, &m.Folder, &uid, &flags, &received, &m.Size, &m.ModSeq, &m.Summary, &m.Body); err != nil {
+			if err := rows.Scan(&m.ID, &m.Folder, &uid, &flags, &received, &m.Size, &m.ModSeq, &m.Summary, &m.Body, &m.SummaryBy); err != nil {
 				return err
 			}
 			m.UID = uint32(uid)

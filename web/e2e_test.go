@@ -62,6 +62,8 @@ level = "info"
 	users := []map[string]string{
 		{"address": "alice@example.test", "name": "Alice Example", "passphrase": "correct horse battery staple"},
 		{"address": "bob@example.test", "name": "Bob Example", "passphrase": "tr0ub4dor and three more words"},
+		// Mallory signs up from Node (the web client's library) to forge mail as Alice.
+		{"address": "mallory@example.test", "name": "Mallory", "passphrase": "mallory writes anything"},
 	}
 	for _, u := range users {
 		u["invite"] = invite(t, bin, cfg, u["address"])

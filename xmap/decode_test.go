@@ -458,3 +458,23 @@ func TestGetAccountRoundTrip(t *testing.T) {
 		t.Errorf("request round trip: %#v, %v", b, err)
 	}
 }
+
+// summary-by: the three origins read as themselves, an unknown one as the cautious
+// "sender" (never an error, so a newer server's listings stay readable), none as "".
+func TestDecodeSummaryBy(t *testing.T) {
+	for attr, want := range map[string]xmap.SummaryOrigin{
+		` summary-by="server"`: xmap.SummaryByServer, ` summary-by="owner"`: xmap.SummaryByOwner,
+		` summary-by="sender"`: xmap.SummaryBySender, ` summary-by="checked"`: xmap.SummaryBySender, ``: "",
+	} {
+		r, err := xmap.DecodeResponse(strings.NewReader(doc(`<fetch id="f"><message id="1" folder-id="1" size="1" received="2025-03-01T09:00:00Z"` + attr + `/></fetch>`)))
+		if err != nil || len(r.Responses) != 1 {
+			t.Fatalf("%q: %v", attr, err)
+		}
+		if got := r.Responses[0].Result.(*xmap.FetchResult).Messages[0].SummaryBy; got != want {
+			t.Errorf("%q: %q, want %q", attr, got, want)
+		}
+		if got := xmap.SummaryOrigin(want).Trusted(); got != (want == xmap.SummaryByServer || want == xmap.SummaryByOwner) {
+			t.Errorf("%q trusted %v", want, got)
+		}
+	}
+}

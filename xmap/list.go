@@ -20,7 +20,27 @@ type Message struct {
 	Summary []byte
 	// Body is the encrypted message: an OpenPGP message holding the RFC 5322 message.
 	Body []byte
+	// SummaryBy says who wrote Summary (the summary-by attribute); empty in a result from
+	// a server that does not say, which a client treats as SummaryBySender.
+	SummaryBy SummaryOrigin
 }
+
+// A SummaryOrigin says who made a message's encrypted summary. Only the server (from the
+// message as it arrived) and the account's owner can be trusted to have summarised the
+// message truthfully; a summary another user wrote (send to a local recipient) says
+// whatever that user chose, so clients mark it unverified until the message itself has
+// been opened and its signature checked (docs/XMAP.md, "Summary origin").
+type SummaryOrigin string
+
+const (
+	SummaryByServer SummaryOrigin = "server" // sealed by the server from the message as received (LMTP, SMTP, bounces, a send without a summary)
+	SummaryBySender SummaryOrigin = "sender" // written by another user, the sender, through send
+	SummaryByOwner  SummaryOrigin = "owner"  // written by the account's owner: append, the Sent copy of send
+)
+
+// Trusted reports whether the summary was written by the server or the owner, not by a
+// sender; an unknown or missing origin is not trusted.
+func (o SummaryOrigin) Trusted() bool { return o == SummaryByServer || o == SummaryByOwner }
 
 func (m *Message) encode(e *enc) {
 	e.start("message")
@@ -29,6 +49,7 @@ func (m *Message) encode(e *enc) {
 	e.attrFlags("flags", m.Flags)
 	e.attrNum("size", m.Size)
 	e.attrTime("received", m.Received)
+	e.attr("summary-by", string(m.SummaryBy))
 	e.blob("summary", m.Summary)
 	e.blob("body", m.Body)
 	e.end("message")
@@ -40,6 +61,16 @@ func (m *Message) decode(e *elem) {
 	m.Flags = e.flags("flags", true)
 	m.Size = e.num("size", true, 0, 1<<53)
 	m.Received = e.timestamp("received", true)
+	if v, ok := e.attr("summary-by"); ok {
+		switch o := SummaryOrigin(v); o {
+		case SummaryByServer, SummaryBySender, SummaryByOwner:
+			m.SummaryBy = o
+		default:
+			// A value this reader does not know: the cautious reading, never an error,
+			// so a newer server's origins do not make its listings unreadable.
+			m.SummaryBy = SummaryBySender
+		}
+	}
 	var hasSummary, hasBody bool
 	e.each(func(c *elem) {
 		switch c.n.name {

@@ -37,7 +37,11 @@ type messageRowJSON struct {
 	MessageID      string    `json:"message_id,omitempty"`
 	Snippet        string    `json:"snippet"`
 	HasAttachments bool      `json:"has_attachments"`
-	Error          string    `json:"error,omitempty"` // why the summary could not be read
+	// SummaryBy is who wrote the summary (server, sender, owner); SummaryUnverified
+	// is true when it is only the sender's word (docs/XMAP.md, "Summary origin").
+	SummaryBy         string `json:"summary_by,omitempty"`
+	SummaryUnverified bool   `json:"summary_unverified"`
+	Error             string `json:"error,omitempty"` // why the summary could not be read
 }
 
 type attachmentJSON struct {
@@ -62,9 +66,10 @@ type messageOutJSON struct {
 	Attachments []attachmentJSON `json:"attachments"`
 	Encrypted   bool             `json:"encrypted"`
 	Signature   struct {
-		Status string `json:"status"`
-		Signer string `json:"signer,omitempty"`
-		Reason string `json:"reason,omitempty"`
+		Status        string `json:"status"`
+		Signer        string `json:"signer,omitempty"`
+		SignerAddress string `json:"signer_address,omitempty"`
+		Reason        string `json:"reason,omitempty"`
 	} `json:"signature"`
 }
 
@@ -107,6 +112,7 @@ func listedJSON(ms []client.Listed) []messageRowJSON {
 			r.From, r.To, r.Cc, r.Subject = sm.From, orEmpty(sm.To), orEmpty(sm.Cc), sm.Subject
 			r.Date, r.MessageID, r.Snippet, r.HasAttachments = dateString(sm.Date), sm.MessageID, sm.Snippet, sm.HasAttachments
 		}
+		r.SummaryBy, r.SummaryUnverified = string(m.SummaryBy), m.SummaryUnverified()
 		if m.SummaryErr != nil {
 			r.Error = m.SummaryErr.Error()
 		}
@@ -123,6 +129,7 @@ func messageJSON(m *client.Message) messageOutJSON {
 		j.Attachments = append(j.Attachments, attachmentJSON{Filename: a.Filename, ContentType: a.ContentType, Size: len(a.Data)})
 	}
 	j.Signature.Status, j.Signature.Signer, j.Signature.Reason = string(m.Signature.Status), m.Signature.Signer, m.Signature.Reason
+	j.Signature.SignerAddress = m.Signature.SignerAddress
 	return j
 }
 
@@ -218,7 +225,12 @@ func row(l client.Listed) (date, from, subject string) {
 	if !l.Summary.Date.IsZero() {
 		date = l.Summary.Date.Local().Format("2006-01-02 15:04")
 	}
-	return date, clean(l.Summary.From, 30), clean(l.Summary.Subject, 70)
+	from = clean(l.Summary.From, 30)
+	if l.SummaryUnverified() {
+		// Another user wrote this line: it is their word until "cmail read" checks it.
+		from = "(unverified) " + from
+	}
+	return date, from, clean(l.Summary.Subject, 70)
 }
 
 func printListed(w io.Writer, ms []client.Listed) error {
@@ -254,13 +266,24 @@ func printMessage(w io.Writer, m *client.Message) error {
 		p("Date", m.Date.Format(time.RFC1123Z))
 	}
 	p("Subject", m.Subject)
+	by := m.Signature.Signer
+	if m.Signature.SignerAddress != "" {
+		by = m.Signature.SignerAddress + " (key " + m.Signature.Signer + ")"
+	}
 	switch m.Signature.Status {
 	case client.SignatureVerified:
-		p("Signature", "good, by "+m.Signature.Signer)
+		if m.Signature.Reason != "" {
+			p("Signature", "good, by "+by+"; note: "+m.Signature.Reason)
+		} else {
+			p("Signature", "good, by "+by)
+		}
+	case client.SignatureOtherSigner:
+		// The From above is not who signed: say it where the eye lands.
+		p("Signature", "NOT BY THE SENDER SHOWN: "+m.Signature.Reason+" (key "+m.Signature.Signer+")")
 	case client.SignatureUnknownKey:
 		p("Signature", "by unknown key "+m.Signature.Signer+" (not checked)")
 	case client.SignatureBad:
-		p("Signature", "BAD: "+m.Signature.Reason+" (key "+m.Signature.Signer+")")
+		p("Signature", "BAD: "+m.Signature.Reason+" (key "+by+")")
 	default:
 		if m.Encrypted {
 			p("Signature", "none")

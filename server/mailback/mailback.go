@@ -284,6 +284,8 @@ func message(m *shard.MessageInfo) xmap.Message {
 		Received: m.Received,
 		Summary:  m.Summary,
 		Body:     m.Body,
+		// The shard's origins are XMAP's words.
+		SummaryBy: xmap.SummaryOrigin(m.SummaryBy),
 	}
 }
 
@@ -429,11 +431,12 @@ func (b *Backend) Append(ctx context.Context, user string, req *xmap.Append) (xm
 		received = b.opts.Now()
 	}
 	m, err := b.store.Append(ctx, user, ref, shard.NewMessage{
-		Flags:    flagStrings(req.Flags),
-		Received: received,
-		Size:     int64(len(req.Body)),
-		Summary:  req.Summary,
-		Body:     req.Body,
+		Flags:     flagStrings(req.Flags),
+		Received:  received,
+		Size:      int64(len(req.Body)),
+		Summary:   req.Summary,
+		Body:      req.Body,
+		SummaryBy: shard.SummaryByOwner, // the user's own append
 	}, b.opts.Quota)
 	if err := b.done(ctx, user, "append", err); err != nil {
 		return xmap.Message{}, err

@@ -68,7 +68,7 @@ func (f *fixture) AddUser(ctx context.Context, address string) error {
 
 // Deliver stores as the LMTP delivery path does, then calls the Notifier hook.
 func (f *fixture) Deliver(ctx context.Context, address string, body, summary []byte, received time.Time) (string, error) {
-	id, _, err := f.store.Deliver(ctx, address, shard.NewMessage{Received: received, Size: int64(len(body)), Summary: summary, Body: body})
+	id, _, err := f.store.Deliver(ctx, address, shard.NewMessage{Received: received, Size: int64(len(body)), Summary: summary, Body: body, SummaryBy: shard.SummaryByServer})
 	if err != nil {
 		return "", err
 	}

@@ -20,6 +20,7 @@ import (
 	cmcrypto "cryptomail/crypto"
 	"cryptomail/internal/testenv"
 	"cryptomail/server/outbound"
+	"cryptomail/shard"
 	"cryptomail/xmap"
 )
 
@@ -65,6 +66,10 @@ func TestSendLocal(t *testing.T) {
 	if sm := e.decrypt(bob, inbox[0].Summary); string(sm) != `{"subject":"Lunch?"}` {
 		t.Errorf("bob's summary %q, want the client's", sm)
 	}
+	// Alice wrote Bob's summary: his client must be able to tell (issue 9, item 1).
+	if inbox[0].SummaryBy != shard.SummaryBySender {
+		t.Errorf("bob's copy: summary origin %q, want sender", inbox[0].SummaryBy)
+	}
 	if bytes.Contains(inbox[0].Body, []byte("Subject")) || bytes.Contains(inbox[0].Body, []byte("alice@")) {
 		t.Error("bob's stored body holds readable headers")
 	}
@@ -86,6 +91,9 @@ func TestSendLocal(t *testing.T) {
 	}
 	if sm.From != alice || !strings.Contains(sm.MessageID, "7d1e@example.org") {
 		t.Errorf("server-made Sent summary %+v", sm)
+	}
+	if sent[0].SummaryBy != shard.SummaryByServer || res.Sent.SummaryBy != xmap.SummaryByServer {
+		t.Errorf("server-made Sent summary: origin %q, in the result %q; want server", sent[0].SummaryBy, res.Sent.SummaryBy)
 	}
 	if res.Sent.ID != strconv.FormatInt(sent[0].ID, 10) || res.Sent.Size != int64(len(sent[0].Body)) ||
 		!slices.Equal(res.Sent.Flags, []xmap.Flag{xmap.FlagSeen}) || !res.Sent.Received.Equal(e.clock.Now()) {
@@ -371,6 +379,9 @@ func (e *env) bounce(user string) dsn {
 	}
 	if sm.Subject != "Undelivered Mail Returned to Sender" || !strings.Contains(sm.From, "MAILER-DAEMON@mx.example.org") {
 		e.t.Errorf("bounce summary %+v", sm)
+	}
+	if inbox[0].SummaryBy != shard.SummaryByServer {
+		e.t.Errorf("bounce: summary origin %q, want server", inbox[0].SummaryBy)
 	}
 	m, err := message.Read(bytes.NewReader(raw))
 	if err != nil {
@@ -809,6 +820,30 @@ func TestConfigErrors(t *testing.T) {
 		if s, err := outbound.New(e.ctx, e.queuePath(), e.store, resolve, cfg); err == nil {
 			s.Close()
 			t.Errorf("New accepted %+v", cfg)
+		}
+	}
+}
+
+// A local recipient's summary is the sender's word whether the client wrote it or the
+// server made it from the headers the sender wrote (an outer From: Alice typed by Mallory
+// must not pass as the server's); a copy to oneself is the owner's.
+func TestSendLocalSummaryOrigin(t *testing.T) {
+	e := newEnv(t)
+	s := e.sender(e.config(""))
+	body := e.pgpMIME(alice, bob, "...", "no summary given", alice, bob)
+	if _, err := s.Send(e.ctx, alice, &xmap.Send{
+		Recipients: []xmap.Recipient{{Address: bob, Encrypted: true}, {Address: alice, Encrypted: true}},
+		Body:       body,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for user, want := range map[string]string{bob: shard.SummaryBySender, alice: shard.SummaryByOwner} {
+		in := e.messages(user, "INBOX")
+		if len(in) != 1 {
+			t.Fatalf("%s's INBOX has %d messages, want 1", user, len(in))
+		}
+		if in[0].SummaryBy != want {
+			t.Errorf("%s's copy: summary origin %q, want %q", user, in[0].SummaryBy, want)
 		}
 	}
 }

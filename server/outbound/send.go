@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -212,7 +213,15 @@ func (s *Sender) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.S
 
 	for _, l := range locals {
 		raw := withTrace(user, l, s.cfg.Hostname, now, req.Body)
-		if _, _, err := s.storeMsg(cctx, l.mailbox, l.key, raw, l.summary, user, l.address, "", nil, now); err != nil {
+		// A local recipient's summary is the sender's word, not the server's:
+		// written by the sending client, or made here from headers that user
+		// wrote (an outer From: is whatever they typed). The recipient's client
+		// marks it unverified. Mail to oneself is the owner's own.
+		by := shard.SummaryBySender
+		if strings.EqualFold(l.mailbox, user) {
+			by = shard.SummaryByOwner
+		}
+		if _, _, err := s.storeMsg(cctx, l.mailbox, l.key, raw, l.summary, by, by, user, l.address, "", nil, now); err != nil {
 			return fail(storeError(err, l.address, false))
 		}
 		stored++
@@ -293,8 +302,10 @@ func (s *Sender) sentFolder(ctx context.Context, user string) (shard.Folder, err
 
 // storeMsg encrypts raw (and, without a client summary, a summary made
 // from its headers and the envelope) to key and stores it in mailbox's
-// folder ("" is the INBOX). It returns the message id and the sealed size.
-func (s *Sender) storeMsg(ctx context.Context, mailbox string, key *cmcrypto.PublicKey, raw, summary []byte,
+// folder ("" is the INBOX). The summary's origin is recorded as clientBy
+// for a client's summary and as madeBy for one made here (shard.SummaryBy*).
+// It returns the message id and the sealed size.
+func (s *Sender) storeMsg(ctx context.Context, mailbox string, key *cmcrypto.PublicKey, raw, summary []byte, clientBy, madeBy string,
 	envFrom, envTo, folder string, flags []string, now time.Time) (id int64, size int64, err error) {
 	body, err := s.sealer.Encrypt(key, raw)
 	if err != nil {
@@ -303,18 +314,21 @@ func (s *Sender) storeMsg(ctx context.Context, mailbox string, key *cmcrypto.Pub
 	if len(body) > xmap.MaxMessageSize {
 		return 0, 0, fmt.Errorf("encrypted body of %d bytes over the limit", len(body))
 	}
+	summaryBy := clientBy
 	if len(summary) == 0 {
 		if summary, err = s.serverSummary(key, raw, envFrom, envTo); err != nil {
 			return 0, 0, err
 		}
+		summaryBy = madeBy
 	}
 	id, _, err = s.store.Deliver(ctx, mailbox, shard.NewMessage{
-		Folder:   folder,
-		Flags:    flags,
-		Received: now,
-		Size:     int64(len(raw)),
-		Summary:  summary,
-		Body:     body,
+		Folder:    folder,
+		Flags:     flags,
+		Received:  now,
+		Size:      int64(len(raw)),
+		Summary:   summary,
+		Body:      body,
+		SummaryBy: summaryBy,
 	})
 	if err != nil {
 		return 0, 0, err
@@ -325,16 +339,21 @@ func (s *Sender) storeMsg(ctx context.Context, mailbox string, key *cmcrypto.Pub
 
 // storeSent stores the sender's copy of the body in Sent, seen.
 func (s *Sender) storeSent(ctx context.Context, user string, key *cmcrypto.PublicKey, sent shard.Folder, req *xmap.Send, now time.Time) (xmap.Message, error) {
-	id, size, err := s.storeMsg(ctx, user, key, req.Body, req.SentSummary, user, "", sent.Name, []string{string(xmap.FlagSeen)}, now)
+	id, size, err := s.storeMsg(ctx, user, key, req.Body, req.SentSummary, shard.SummaryByOwner, shard.SummaryByServer, user, "", sent.Name, []string{string(xmap.FlagSeen)}, now)
 	if err != nil {
 		return xmap.Message{}, err
 	}
+	by := xmap.SummaryByOwner
+	if len(req.SentSummary) == 0 {
+		by = xmap.SummaryByServer
+	}
 	return xmap.Message{
-		ID:       strconv.FormatInt(id, 10),
-		FolderID: strconv.FormatInt(sent.ID, 10),
-		Flags:    []xmap.Flag{xmap.FlagSeen},
-		Size:     size,
-		Received: now,
+		SummaryBy: by,
+		ID:        strconv.FormatInt(id, 10),
+		FolderID:  strconv.FormatInt(sent.ID, 10),
+		Flags:     []xmap.Flag{xmap.FlagSeen},
+		Size:      size,
+		Received:  now,
 	}, nil
 }
 

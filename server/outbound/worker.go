@@ -308,10 +308,11 @@ func (s *Sender) bounce(ctx context.Context, e *entry) error {
 		return err
 	}
 	if _, _, err := s.store.Deliver(ctx, e.sender, shard.NewMessage{
-		Received: now,
-		Size:     int64(raw.Len()),
-		Summary:  summary,
-		Body:     body,
+		Received:  now,
+		Size:      int64(raw.Len()),
+		Summary:   summary,
+		Body:      body,
+		SummaryBy: shard.SummaryByServer,
 	}); err != nil {
 		return err
 	}

@@ -141,6 +141,50 @@ test('signature statuses', async () => {
   const m = await knows.openMessage(await wrap(alice));
   assert.equal(m.subject, 'sig');
   assert.equal(m.text, 'signed text');
+  assert.equal(m.signature.signerAddress, 'alice@example.test');
+  assert.equal(m.signature.signer, fingerprint(alice));
+});
+
+// Issue 9, item 1: Mallory writes her own address outside, Alice's inside, and signs with
+// her own key. The client shows Alice, so it must not say verified, and must name Mallory.
+test('a forged inner From is not verified and names who signed', async () => {
+  const forge = async (outerFrom, innerFrom, signer) => {
+    const inner = buildMessage([['From', innerFrom], ['To', 'bob@example.test']], 'Wire the money', 'pay today', [], true);
+    const armored = await signAndEncrypt(inner, signer, [bob.toPublic()]);
+    const raw = utf8(`From: ${outerFrom}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary=b\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n${armored.replace(/\n/g, '\r\n')}\r\n--b--\r\n`);
+    return { id: '9', body: await encryptBinary(raw, [bob.toPublic()]) };
+  };
+  const server = { 'alice@example.test': alice.toPublic(), 'mallory@example.test': mallory.toPublic() };
+  const lookups = [];
+  const b = fakeSession('bob@example.test', bob, {}, async (op, fields) => {
+    assert.equal(op, 'public-keys');
+    lookups.push(...fields.addresses);
+    return { keys: fields.addresses.filter((a) => server[a]).map((a) => ({ address: a, key: publicKeyBytes(server[a]) })), notFound: [] };
+  });
+  const m = await b.openMessage(await forge('mallory@example.test', 'Alice <alice@example.test>', mallory));
+  assert.equal(m.from, 'Alice <alice@example.test>');
+  assert.equal(m.signature.status, 'other-signer');
+  assert.equal(m.signature.signerAddress, 'mallory@example.test');
+  assert.equal(m.signature.signer, fingerprint(mallory));
+  assert.equal(m.signature.reason, 'signed by mallory@example.test, not by the sender shown');
+  assert.deepEqual(lookups.sort(), ['alice@example.test', 'mallory@example.test'], "the shown From's key is looked up");
+
+  // Both Froms Alice's: Mallory's key is known to this session by now, so she is named.
+  const both = await b.openMessage(await forge('alice@example.test', 'alice@example.test', mallory));
+  assert.equal(both.signature.status, 'other-signer');
+  assert.equal(both.signature.signerAddress, 'mallory@example.test');
+
+  // Alice's own signature, handed on with another outer From: verified, with the caveat.
+  const fwd = await b.openMessage(await forge('mallory@example.test', 'alice@example.test', alice));
+  assert.equal(fwd.signature.status, 'verified');
+  assert.equal(fwd.signature.signerAddress, 'alice@example.test');
+  assert.equal(fwd.signature.reason, 'the outer From: is mallory@example.test');
+
+  // The shown From's key found only after decrypting: the signature is still checked.
+  const fresh = fakeSession('bob@example.test', bob, {}, async (op, fields) => ({
+    keys: fields.addresses.filter((a) => server[a]).map((a) => ({ address: a, key: publicKeyBytes(server[a]) })), notFound: [] }));
+  const late = await fresh.openMessage(await forge('someone@remote.example', 'alice@example.test', alice));
+  assert.equal(late.signature.status, 'verified');
 });
 
 test('a readable stored body and an inline-PGP message', async () => {
@@ -158,4 +202,16 @@ test('a readable stored body and an inline-PGP message', async () => {
 test('a message for someone else does not open', async () => {
   const b = fakeSession('bob@example.test', bob, {}, async () => assert.fail());
   await assert.rejects(b.openMessage({ id: '4', body: await encryptBinary(utf8('Subject: x\r\n\r\ny'), [alice.toPublic()]) }));
+});
+
+// A list line another user wrote (summary-by="sender") is the sender's word: marked
+// unverified; the server's and the owner's are not; a server that does not say is not trusted.
+test('summaries written by a sender are marked unverified', async () => {
+  const b = fakeSession('bob@example.test', bob, {}, async () => assert.fail());
+  const summary = await encryptBinary(utf8('{"from":"Alice <alice@example.test>","subject":"hi"}'), [bob.toPublic()]);
+  const by = async (summaryBy) => (await b.listed({ id: '1', folderId: '1', flags: [], size: 1, received: '2025-03-01T09:00:00Z', summary, summaryBy })).summaryUnverified;
+  assert.equal(await by('sender'), true);
+  assert.equal(await by(undefined), true);
+  assert.equal(await by('server'), false);
+  assert.equal(await by('owner'), false);
 });

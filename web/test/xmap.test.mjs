@@ -63,6 +63,9 @@ test('decoded values', () => {
   assert.equal(r.result.messages[0].received, '2025-03-01T09:00:00Z');
   assert.deepEqual(r.result.messages[0].flags, [], 'no flags attribute reads as no flags');
   assert.ok(r.result.messages[0].summary instanceof Uint8Array);
+  assert.equal(r.result.messages[0].summaryBy, 'server');
+  const [ap] = decodeResponse(repoFile('xmap', 'testdata', 'examples', '14-append.response.xml')).responses;
+  assert.equal(ap.result.message.summaryBy, 'owner');
   const [k] = decodeResponse(repoFile('xmap', 'testdata', 'examples', '02-anon-salt-lookup.response.xml')).responses;
   assert.deepEqual({ ...k.result.kdf, salt: k.result.kdf.salt.length }, { alg: 'argon2id', salt: 16, time: 3, memory: 65536, threads: 4 });
   const [pk] = decodeResponse(repoFile('xmap', 'testdata', 'examples', '15-public-keys.response.xml')).responses;
@@ -221,4 +224,12 @@ test('mutated documents never break the decoders', () => {
     }
   }
   assert.ok(accepted > 0);
+});
+
+test('summary-by: a value this reader does not know reads as sender, a missing one as nothing', () => {
+  const msg = (attr) => wrap(`<fetch id="f"><message id="1" folder-id="1" size="1" received="2025-03-01T09:00:00Z"${attr}/></fetch>`);
+  const by = (attr) => decodeResponse(new TextEncoder().encode(msg(attr))).responses[0].result.messages[0].summaryBy;
+  assert.equal(by(' summary-by="sender"'), 'sender');
+  assert.equal(by(' summary-by="trusted-by-me"'), 'sender');
+  assert.equal(by(''), undefined);
 });

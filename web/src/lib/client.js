@@ -217,6 +217,31 @@ async function exchange(roundTrip, requests) {
 }
 
 /** Session is a logged-in session. */
+/**
+ * classifySignature says what a signature (from decryptAndVerify) proves about a message
+ * that shows the sender shown: verified only when the key of shown made it. A good
+ * signature by another known key is other-signer, named by the address its key was looked
+ * up for. Statuses as the Go client's: verified, other-signer, unknown-key, bad, none.
+ */
+export function classifySignature(sig, keys, shown, outerFrom) {
+  if (!sig) return { status: 'none', signer: '', signerAddress: '', reason: '' };
+  if (!sig.key) return { status: 'unknown-key', signer: sig.keyID, signerAddress: '', reason: '' };
+  const fp = fingerprint(sig.key);
+  const want = asciiLower(shown || '');
+  let owner = '';
+  for (const [a, k] of keys) {
+    // Aliases can share a key: the shown address wins, then the smallest.
+    if (fingerprint(k) === fp && (!owner || a === want || (owner !== want && a < owner))) owner = a;
+  }
+  const out = { status: 'verified', signer: fp, signerAddress: owner, reason: '' };
+  if (!sig.good) return { ...out, status: 'bad', reason: 'the signature does not verify' };
+  if (!want || !keys.get(want) || fingerprint(keys.get(want)) !== fp) {
+    return { ...out, status: 'other-signer', reason: want ? `signed by ${owner}, not by the sender shown` : `signed by ${owner}, but the message shows no sender` };
+  }
+  if (outerFrom && asciiLower(outerFrom) !== want) out.reason = `the outer From: is ${outerFrom}`;
+  return out;
+}
+
 export class Session {
   constructor(client, address, cs, loginPriv) {
     this.c = client;
@@ -360,7 +385,9 @@ export class Session {
   }
 
   async listed(m) {
-    const out = { ...m, summary: null, summaryError: null };
+    // summaryUnverified: another user wrote this summary (summary-by="sender"), or the
+    // server did not say who did; its From, subject and snippet are that user's word.
+    const out = { ...m, summary: null, summaryError: null, summaryUnverified: !['server', 'owner'].includes(m.summaryBy) };
     delete out.body;
     if (m.summary) {
       try {
@@ -437,7 +464,7 @@ export class Session {
     const me = this.privateKey();
     const msg = {
       id: m.id, folderId: m.folderId, flags: m.flags || [], size: m.size, received: m.received,
-      encrypted: false, storageEncrypted: false, signature: { status: 'none', signer: '', reason: '' },
+      encrypted: false, storageEncrypted: false, signature: { status: 'none', signer: '', signerAddress: '', reason: '' },
     };
     let raw = m.body;
     if (raw.length && looksLikeOpenPGP(raw)) {
@@ -448,25 +475,43 @@ export class Session {
     let fields = outer.header;
     let content = outer;
     const fromAddr = (h) => (parseAddressList(h.get('From')).find((a) => a.address) || {}).address || '';
+    const outerFrom = fromAddr(outer.header);
     if (outer.type === 'multipart/encrypted' && (outer.params.protocol || '').toLowerCase() === 'application/pgp-encrypted' && outer.parts) {
       const part = outer.parts[1] || outer.parts.find((p) => p.type === 'application/octet-stream');
       if (!part) throw new ClientError('PGP/MIME message without its encrypted part');
-      const { data, signature } = await decryptAndVerify(part.body, me, await this.keyFor(fromAddr(outer.header)));
+      // The From shown is the merged one: the protected inner From where there is one.
+      const open = async (keys) => {
+        const { data, sig } = await decryptAndVerify(part.body, me, [...keys.values()]);
+        content = parseEntity(data);
+        fields = mergeHeaders(outer.header, content.header);
+        return sig;
+      };
+      const keys = await this.signerKeys(outerFrom);
+      let sig = await open(keys);
+      const shown = fromAddr(fields);
+      if (sig && shown && !keys.has(asciiLower(shown))) {
+        const k = await this.keyFor(shown);
+        if (k) {
+          keys.set(asciiLower(shown), k);
+          // The signature is checked only while decrypting: again, now with the shown From's key.
+          if (!sig.key) sig = await open(keys);
+        }
+      }
       msg.encrypted = true;
-      msg.signature = signature;
-      content = parseEntity(data);
-      fields = mergeHeaders(outer.header, content.header);
+      msg.signature = classifySignature(sig, keys, shown, outerFrom);
     }
     const parts = walkParts(content);
     msg.text = parts.text;
     msg.html = parts.html;
     msg.attachments = parts.attachments;
     if (!msg.encrypted && msg.text.trim().startsWith('-----BEGIN PGP MESSAGE-----')) {
+      // Inline PGP: the From shown is the message's own.
       try {
-        const { data, signature } = await decryptAndVerify(msg.text.trim(), me, await this.keyFor(fromAddr(outer.header)));
+        const keys = await this.signerKeys(outerFrom);
+        const { data, sig } = await decryptAndVerify(msg.text.trim(), me, [...keys.values()]);
         msg.text = decodeCharset(data, 'utf-8');
         msg.encrypted = true;
-        msg.signature = signature;
+        msg.signature = classifySignature(sig, keys, outerFrom, outerFrom);
       } catch {
         // Not for us, or damaged: shown as it is.
       }
@@ -483,6 +528,17 @@ export class Session {
     msg.messageId = fields.get('Message-ID').trim().replace(/^<|>$/g, '');
     msg.references = fields.get('References').split(/\s+/).filter(Boolean);
     return msg;
+  }
+
+  // signerKeys are the keys a signature is recognised by, by lower-cased address: the
+  // user's own, the outer From's, and every key this session has looked up, so a signature
+  // by a known user is named as that user's whatever the message claims.
+  async signerKeys(outerFrom) {
+    const keys = new Map([[asciiLower(this.address), this.privateKey().toPublic()]]);
+    const k = await this.keyFor(outerFrom);
+    if (k) keys.set(asciiLower(outerFrom), k);
+    for (const [a, key] of this.keys) if (key && !keys.has(a)) keys.set(a, key);
+    return keys;
   }
 
   // keyFor is the key to check a signature from address with: the user's own key for their

@@ -150,35 +150,31 @@ export async function decrypt(data, privateKey) {
 }
 
 /**
- * decryptAndVerify decrypts and checks the signature against fromKey (the key of the From
- * address, if known). It returns { data, signature: { status, signer, reason } } with the
- * statuses of the Go client: verified, unknown-key, bad, none.
+ * decryptAndVerify decrypts data to privateKey and checks its signature with any of keys
+ * (the public keys the client knows). It returns { data, sig }: sig is null when the
+ * message is not signed, else { keyID (upper-case hex), key (the one of keys that made the
+ * signature, or null), good (it verifies; false without key) }. Whose signature counts as
+ * verified is for the caller to say (client.js openMessage): only it knows the From shown.
  */
-export async function decryptAndVerify(data, privateKey, fromKey) {
+export async function decryptAndVerify(data, privateKey, keys = []) {
   const message = await readMessage(data);
   if (!message.getEncryptionKeyIDs().length) throw new PGPError('not an encrypted OpenPGP message');
-  const verificationKeys = fromKey ? [fromKey] : [];
   let res;
   try {
-    res = await openpgp.decrypt({ message, decryptionKeys: privateKey, verificationKeys, expectSigned: false, format: 'binary', config: CONFIG });
+    res = await openpgp.decrypt({ message, decryptionKeys: privateKey, verificationKeys: keys, expectSigned: false, format: 'binary', config: CONFIG });
   } catch {
     throw new PGPError('the message does not decrypt with this key');
   }
-  const signature = { status: 'none', signer: '', reason: '' };
-  if (res.signatures.length) {
-    const s = res.signatures[0];
-    const keyID = s.keyID.toHex().toUpperCase();
-    const known = fromKey && fromKey.getKeyIDs().some((id) => id.equals(s.keyID));
-    if (!known) {
-      Object.assign(signature, { status: 'unknown-key', signer: keyID });
-    } else {
-      try {
-        await s.verified;
-        Object.assign(signature, { status: 'verified', signer: fingerprint(fromKey) });
-      } catch {
-        Object.assign(signature, { status: 'bad', signer: keyID, reason: 'the signature does not verify' });
-      }
-    }
+  if (!res.signatures.length) return { data: res.data, sig: null };
+  const s = res.signatures[0];
+  const keyID = s.keyID.toHex().toUpperCase();
+  const key = keys.find((k) => k.getKeyIDs().some((id) => id.equals(s.keyID))) || null;
+  let good = false;
+  try {
+    await s.verified;
+    good = Boolean(key);
+  } catch {
+    // Not by a key we have, or does not verify: good stays false.
   }
-  return { data: res.data, signature };
+  return { data: res.data, sig: { keyID, key, good } };
 }

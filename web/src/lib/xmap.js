@@ -209,12 +209,12 @@ class Encoder {
 // An element schema lists attributes [xmlName, prop, type, opts] in canonical order and
 // children [xmlName, prop, schemaOrTextType, mode] in canonical order. Attribute types:
 // id, cursor, address, folderName, str, num, bool, time, flags, b64, invite, enum:a|b,
-// folderRef (the folder / folder-id pair). Child modes: one, opt, many. A child type is
+// origin (summary-by), folderRef (the folder / folder-id pair). Child modes: one, opt, many. A child type is
 // a schema, or a text type: 'blob:<max>' or 'text:<id|address>'.
 
 const FOLDER = { attrs: [['id', 'id', 'id', { req: true }], ['name', 'name', 'folderName', { req: true }], ['role', 'role', 'enum:inbox|sent|drafts|trash|junk'], ['total', 'total', 'num', { req: true, always: true }], ['unseen', 'unseen', 'num', { req: true, always: true }]] };
 const MESSAGE = {
-  attrs: [['id', 'id', 'id', { req: true }], ['folder-id', 'folderId', 'id', { req: true }], ['flags', 'flags', 'flags', { deleted: true }], ['size', 'size', 'num', { req: true, always: true }], ['received', 'received', 'time', { req: true }]],
+  attrs: [['id', 'id', 'id', { req: true }], ['folder-id', 'folderId', 'id', { req: true }], ['flags', 'flags', 'flags', { deleted: true }], ['size', 'size', 'num', { req: true, always: true }], ['received', 'received', 'time', { req: true }], ['summary-by', 'summaryBy', 'origin']],
   kids: [['summary', 'summary', `blob:${LIMITS.maxSummarySize}`, 'opt'], ['body', 'body', `blob:${LIMITS.maxMessageSize}`, 'opt']],
 };
 const KDF = { attrs: [['alg', 'alg', 'enum:argon2id', { req: true }], ['salt', 'salt', 'b64', { req: true, min: 16, max: 64 }], ['time', 'time', 'num', { req: true, always: true, min: 2, max: 16 }], ['memory', 'memory', 'num', { req: true, always: true, min: 19456, max: 2097152 }], ['threads', 'threads', 'num', { req: true, always: true, min: 1, max: 16 }]] };
@@ -545,6 +545,11 @@ function decodeAttr(rd, n, get, [xml, prop, type, opts = {}], out) {
       out[prop] = ['summary', 'body'].filter((p) => toks.includes(p)).join(' ');
       return;
     }
+    case 'origin':
+      // Who wrote a message's summary (XMAP.md, "Summary origin"). A value this reader
+      // does not know reads as the cautious 'sender', never as an error, like Go's codec.
+      out[prop] = ['server', 'sender', 'owner'].includes(v) ? v : 'sender';
+      return;
     default:
       if (type.startsWith('enum:')) {
         if (!type.slice(5).split('|').includes(v)) return bad(`want ${type.slice(5).split('|').join(' or ')}`);

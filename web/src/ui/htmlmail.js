@@ -10,8 +10,118 @@ import { h } from './dom.js';
 
 const REMOTE = /^\s*(https?:)?\/\//i;
 const URL_ATTRS = ['src', 'srcset', 'background', 'poster', 'lowsrc', 'dynsrc', 'data'];
-const CSS_URL = /url\(\s*(['"]?)([^)'"]*)\1\s*\)/gi;
-const CSS_IMPORT = /@import[^;]*;?/gi;
+
+// CSS is judged by the browser's own CSS parser, never by a pattern on the text a sender
+// wrote: escapes (u\72 l(...), \75 rl(...)), comments and odd spacing are resolved by the
+// parser exactly as the frame would resolve them, and what reaches the frame is the
+// parser's canonical serialization, not the sender's text. A value that can load something
+// names one of these functions once serialized (image-set strings are URLs too).
+const LOADS = /(?:^|[^a-z0-9_-])(?:url|image-set|-webkit-image-set|src|image|cross-fade|element)\(/i;
+const BASE = 'http://mailframe.invalid/';
+
+// cssStrings returns the strings of a serialized CSS value (url("...") and bare strings),
+// unescaped. Serialized values quote every string with " and escape only ", \ and
+// control characters, so this reads the browser's output, not a sender's.
+function cssStrings(value) {
+  const out = [];
+  for (let i = 0; i < value.length; i++) {
+    if (value[i] !== '"') continue;
+    let str = '';
+    for (i++; i < value.length && value[i] !== '"'; i++) {
+      if (value[i] !== '\\') {
+        str += value[i];
+        continue;
+      }
+      const hex = /^[0-9a-f]{1,6} ?/i.exec(value.slice(i + 1, i + 8));
+      if (hex) {
+        str += String.fromCodePoint(Math.min(parseInt(hex[0], 16), 0x10ffff));
+        i += hex[0].length;
+      } else {
+        str += value[++i] || '';
+      }
+    }
+    out.push(str);
+  }
+  return out;
+}
+
+// urlKind says what a URL of the mail's CSS would load, as the URL parser resolves it in
+// the frame: 'data' (a data: image, kept), 'remote' (another host), or 'other' (this
+// server, or anything else: dropped).
+function urlKind(u) {
+  if (/^[\u0000-\u0020]*data:image\//i.test(u)) return 'data';
+  let url;
+  try {
+    url = new URL(u, BASE);
+  } catch {
+    return 'other';
+  }
+  if ((url.protocol === 'http:' || url.protocol === 'https:') && url.origin !== new URL(BASE).origin) return 'remote';
+  return 'other';
+}
+
+/**
+ * cssFilter makes the functions that clean a style sheet and a style attribute: every
+ * declaration that would load something is removed unless all it loads are data: images,
+ * or remote URLs while remote content is allowed. onRemote() is called for each remote
+ * reference met, kept or not, so the "remote content" notice appears either way.
+ */
+function cssFilter(allowRemote, onRemote) {
+  // cleanStyle rebuilds a declaration block from the parser's longhands, keeping those that
+  // load nothing, or only what may load. Rebuilt rather than edited: custom properties,
+  // var()/env()/attr() (whose values the browser keeps unparsed, escapes and all, until
+  // use) and anything still holding a backslash are left out, so what is kept is exactly
+  // what was judged.
+  const cleanStyle = (style) => {
+    const decls = [];
+    for (const prop of [...style]) {
+      if (prop.startsWith('--')) continue;
+      const value = style.getPropertyValue(prop);
+      if (!value || value.includes('\\') || /(?:^|[^a-z0-9_-])(?:var|env|attr)\(/i.test(value)) continue;
+      if (LOADS.test(value)) {
+        const kinds = cssStrings(value).map(urlKind);
+        if (kinds.includes('remote')) onRemote();
+        if (!kinds.length || !kinds.every((k) => k === 'data' || (k === 'remote' && allowRemote))) continue;
+      }
+      decls.push(`${prop}: ${value}${style.getPropertyPriority(prop) ? ' !important' : ''};`);
+    }
+    style.cssText = decls.join(' ');
+  };
+  const cleanRules = (rules) => {
+    for (let i = rules.length - 1; i >= 0; i--) {
+      const r = rules[i];
+      if (r.style) cleanStyle(r.style);
+      if (r.cssRules) cleanRules(r.cssRules);
+      // A rule with neither (@counter-style symbols, ...) is kept only if it loads nothing.
+      if (!r.style && !r.cssRules && LOADS.test(r.cssText)) {
+        if (cssStrings(r.cssText).map(urlKind).includes('remote')) onRemote();
+        r.parentRule ? r.parentRule.deleteRule(i) : r.parentStyleSheet.deleteRule(i);
+      }
+    }
+  };
+  return {
+    // A <style> element's text: parsed into a sheet of its own (which never loads
+    // anything, and ignores @import), cleaned, and written back serialized.
+    sheet(text) {
+      const sheet = new CSSStyleSheet();
+      try {
+        sheet.replaceSync(text);
+      } catch {
+        return '';
+      }
+      cleanRules(sheet.cssRules);
+      return [...sheet.cssRules].map((r) => r.cssText).join('\n');
+    },
+    // A style attribute: parsed by a detached element of this document (CSSOM, which
+    // the page's style-src policy does not stop), cleaned, serialized.
+    attribute(text) {
+      const el = document.createElement('div');
+      el.style.cssText = text;
+      cleanStyle(el.style);
+      return el.style.cssText;
+    },
+  };
+}
 
 /**
  * sanitize returns { html, remote } for a message's HTML: html safe to place in the mail
@@ -26,21 +136,16 @@ export function sanitize(dirty, { allowRemote, cidURLs }) {
   let remote = false;
   // CSS references: data: images stay, remote ones only when allowed, anything else (which
   // would resolve against this server) goes.
-  const cssURLs = (css) => css.replace(CSS_URL, (m, q, url) => {
-    if (/^\s*data:image\//i.test(url)) return m;
-    if (REMOTE.test(url)) {
-      remote = true;
-      return allowRemote ? m : 'url()';
-    }
-    return 'url()';
+  const css = cssFilter(allowRemote, () => {
+    remote = true;
   });
   purifier ||= DOMPurify(window);
   const purify = purifier;
   purify.removeAllHooks();
   purify.addHook('uponSanitizeElement', (node, data) => {
     if (data.tagName === 'style' && node.textContent) {
-      // Style sheets: no @import ever; remote url() only when allowed.
-      node.textContent = cssURLs(node.textContent.replace(CSS_IMPORT, ''));
+      // Style sheets: no @import ever; remote references only when allowed.
+      node.textContent = css.sheet(node.textContent);
     }
   });
   purify.addHook('afterSanitizeAttributes', (node) => {
@@ -62,7 +167,7 @@ export function sanitize(dirty, { allowRemote, cidURLs }) {
     }
     if (node.hasAttribute('style')) {
       const st = node.getAttribute('style');
-      const clean = cssURLs(st);
+      const clean = css.attribute(st);
       if (clean !== st) node.setAttribute('style', clean);
     }
     if (node.tagName === 'A' && node.hasAttribute('href')) {

@@ -226,7 +226,11 @@ export class Mailbox {
         const s = m.summary;
         const unread = !m.flags.includes('\\Seen');
         const flagged = m.flags.includes('\\Flagged');
-        const who = s ? (inSent ? `To: ${s.to.join(', ')}` : s.from) : '';
+        // A line another user wrote is their word: marked until the message is opened,
+        // then the From the opening checked is shown instead (kept in memory only).
+        const checked = this.checkedByID && this.checkedByID.get(m.id);
+        const unverified = s && m.summaryUnverified && !checked;
+        const who = s ? (inSent ? `To: ${s.to.join(', ')}` : (checked ? checked.from : s.from)) : '';
         return h('li', {
           class: ['row', unread ? 'unread' : '', m.id === this.selected ? 'selected' : ''].join(' ').trim(),
           role: 'option',
@@ -239,7 +243,15 @@ export class Mailbox {
             if (ev.key === 'Enter') this.select(m.id);
           },
         },
-        h('span', { class: 'from', text: who || '(unknown sender)' }),
+        h('span', { class: 'from' },
+          unverified ? h('span', {
+            class: 'unverified', 'data-testid': 'summary-unverified', title: 'Unverified: this line was written by the sender. Open the message to check it.',
+            'aria-label': 'Unverified: written by the sender', text: '? ',
+          }) : null,
+          checked && ['other-signer', 'bad'].includes(checked.status) ? h('span', {
+            class: 'unverified', 'data-testid': 'summary-forged', title: 'Opened: not signed by the sender shown.', 'aria-label': 'Not signed by the sender shown', text: '✖ ',
+          }) : null,
+          who || '(unknown sender)'),
         h('span', { class: 'when', text: formatWhen(s && s.date ? s.date : new Date(m.received)) }),
         h('span', { class: 'subject' },
           flagged ? h('span', { class: 'flag', 'aria-label': 'Flagged', text: '★ ' }) : null,
@@ -274,7 +286,13 @@ export class Mailbox {
       const msg = await this.s.read(id);
       if (this.selected !== id || this.closed) return;
       this.open = msg;
+      // What the opened message shows, and what its signature proved, replace the sender's
+      // list line (summary-by="sender"); in memory only, like everything decrypted.
+      // By id, so it outlives a reload of the folder's page (a message's content never
+      // changes for its id); gone with this mailbox at sign-out.
+      (this.checkedByID ||= new Map()).set(id, { from: msg.from, status: msg.signature.status });
       this.renderMessage();
+      if (listed && listed.summaryUnverified) this.renderList();
       if (listed && !listed.flags.includes('\\Seen')) {
         await this.s.one('update-flags', { action: 'add', flags: ['\\Seen'], ids: [id] });
         listed.flags = [...listed.flags, '\\Seen'];
@@ -293,12 +311,17 @@ export class Mailbox {
     const badges = [];
     if (m.encrypted) badges.push(h('span', { class: 'badge ok', 'data-testid': 'badge-e2e' }, icon('lock'), ' End-to-end encrypted'));
     else badges.push(h('span', { class: 'badge warn', 'data-testid': 'badge-not-e2e', title: 'Encrypted by the server on arrival; the sender sent it readable.' }, icon('warn'), ' Not end-to-end encrypted'));
+    const sg = m.signature;
+    // Who signed is always said: the signer's address (as the server's key lookup gave it)
+    // and fingerprint. Only a signature by the shown From's key is "verified".
+    const who = sg.signerAddress ? `${sg.signerAddress} (key ${sg.signer})` : `key ${sg.signer}`;
     const sig = {
-      verified: ['ok', '✔ Signature verified'],
-      'unknown-key': ['neutral', 'Signed by a key this client does not know'],
-      bad: ['bad', `✖ Bad signature${m.signature.reason ? `: ${m.signature.reason}` : ''}`],
-    }[m.signature.status];
-    if (sig) badges.push(h('span', { class: `badge ${sig[0]}`, 'data-testid': `badge-sig-${m.signature.status}`, text: sig[1] }));
+      verified: ['ok', `✔ Signature verified: signed by ${who}${sg.reason ? ` (note: ${sg.reason})` : ''}`],
+      'other-signer': ['bad', `✖ Signed by ${sg.signerAddress}, not by the sender shown (key ${sg.signer})`],
+      'unknown-key': ['neutral', `Signed by a key this client does not know (key ${sg.signer})`],
+      bad: ['bad', `✖ Bad signature${sg.reason ? `: ${sg.reason}` : ''} (${who})`],
+    }[sg.status];
+    if (sig) badges.push(h('span', { class: `badge ${sig[0]}`, 'data-testid': `badge-sig-${sg.status}`, text: sig[1] }));
     if (!m.storageEncrypted) badges.push(h('span', { class: 'badge bad', text: 'The server stored this message readable' }));
 
     const cidURLs = new Map();

@@ -5,9 +5,14 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { env, launch, RequestLog, lmtpSend, mailDate } from './harness.mjs';
+import { Client } from '../../src/lib/client.js';
+import { PinStore, MIN_KDF_PARAMS } from '../../src/lib/sexmap.js';
+import { signAndEncrypt, encryptBinary, fingerprint } from '../../src/lib/pgp.js';
+import { buildMessage, pgpMIME } from '../../src/lib/mime.js';
+import { utf8 } from '../../src/lib/bytes.js';
 
 const origin = new URL(env.url).origin;
-const [aliceUser, bobUser] = env.users;
+const [aliceUser, bobUser, malloryUser] = env.users;
 const T = 30000;
 const log = new RequestLog(origin);
 let browser;
@@ -268,6 +273,49 @@ test('HTML mail: its script never runs and nothing remote loads until allowed', 
   await a.getByTestId('folder-inbox').click();
 });
 
+// Issue 9, item 11: escaped url() forms and image-set() in a mail's CSS. The browser's CSS
+// parser reads u\72 l( and \75 rl( as url(; the filter must see them as the frame would:
+// the remote-content notice appears, and nothing loads.
+test('HTML mail: escaped CSS URLs and image-set are blocked and announced', async () => {
+  const a = page.alice;
+  const html = [
+    '<html><head><style>',
+    '.e1 { background: u\\72 l(https://tracker.example/escaped1.png) }',
+    '.e2 { background: \\75 rl(https://tracker.example/escaped2.png) }',
+    '.e3 { background-image: image-set("https://tracker.example/set.png" 1x) }',
+    '.e4 { background-image: -webkit-image-set("https://tracker.example/wset.png" 1x) }',
+    '.e5 { --x: u\\72 l(https://tracker.example/var.png); background-image: var(--x) }',
+    '</style></head><body>',
+    '<div id="e1" class="e1">one</div><div id="e2" class="e2">two</div><div id="e3" class="e3">three</div>',
+    '<div id="e4" class="e4">four</div><div id="e5" class="e5">five</div>',
+    '<div id="e6" style="background: u\\72 l(https://tracker.example/inline-escaped.png)">six</div>',
+    '<div id="e7" style="background-image: image-set(&quot;https://tracker.example/inline-set.png&quot; 1x)">seven</div>',
+    '</body></html>',
+  ].join('\n');
+  await lmtpSend(env.lmtp, 'styles@remote.example', [aliceUser.address], [
+    'From: Styles <styles@remote.example>', `To: ${aliceUser.address}`, 'Subject: Escaped styles',
+    `Date: ${mailDate()}`, 'MIME-Version: 1.0', 'Content-Type: text/html; charset=utf-8', '', html,
+  ].join('\n'));
+  const before = log.phase; // 'after-allow': the newsletter may load its tracker when shown again
+  log.phase = 'css-escapes';
+  await row(a, 'Escaped styles').click();
+  await a.getByTestId('remote-blocked').waitFor();
+  await a.waitForFunction(() => {
+    const f = document.querySelector('iframe.mailframe');
+    return f && f.contentDocument && f.contentDocument.getElementById('e7');
+  });
+  const images = await a.evaluate(() => {
+    const d = document.querySelector('iframe.mailframe').contentDocument;
+    return ['e1', 'e2', 'e3', 'e4', 'e5', 'e6', 'e7'].map((id) => getComputedStyle(d.getElementById(id)).backgroundImage);
+  });
+  assert.deepEqual(images, ['none', 'none', 'none', 'none', 'none', 'none', 'none'], 'no remote image is left in the frame');
+  await a.waitForTimeout(500);
+  assert.deepEqual(log.foreign.filter((f) => f.phase === 'css-escapes'), [], 'nothing remote was requested');
+  assert.ok(!log.consoleProblems.some((p) => p.phase === 'css-escapes' && /tracker\.example/.test(p.text)), 'the frame did not even try: ' + JSON.stringify(log.consoleProblems));
+  log.phase = before;
+  await a.getByTestId('folder-inbox').click();
+});
+
 test('flags, unread counts and keyboard shortcuts', async () => {
   const a = page.alice;
   await a.getByTestId('folder-inbox').click();
@@ -361,6 +409,48 @@ test('Bob forwards the message with its attachment; Alice gets it', async () => 
   const [download] = await Promise.all([a.waitForEvent('download'), a.getByTestId('attachment').click()]);
   assert.ok(readFileSync(await download.path()).equals(readFileSync(env.attachment)));
   assert.match(await a.getByTestId('mail-text').textContent(), /Forwarded message[\s\S]*the figures are attached/);
+});
+
+// Issue 9, item 1: Mallory, a local user, sends Bob a message whose protected From is
+// Alice, signed with Mallory's own key, with a list line (summary) that says Alice too.
+// Bob's list marks the line unverified; the open message does not say "Signature
+// verified" and names Mallory as the signer.
+test('a message forged as Alice by another local user is not shown as verified', async () => {
+  const b = page.bob;
+  const pins = new Map();
+  const mc = new Client({
+    baseURL: env.url, fetchFn: (...a) => fetch(...a), kdfParams: MIN_KDF_PARAMS,
+    pins: new PinStore({ getItem: (k) => pins.get(k) ?? null, setItem: (k, v) => pins.set(k, v), removeItem: (k) => pins.delete(k) }),
+  });
+  const { keys } = await mc.signup({ invite: malloryUser.invite, address: malloryUser.address, passphrase: malloryUser.passphrase });
+  const m = await mc.loginWithKeys(malloryUser.address, keys);
+  const bobKey = (await m.lookupKeys([bobUser.address])).get(bobUser.address);
+  assert.ok(bobKey, "Mallory can look Bob's key up");
+  const forged = `Invoice ${Date.now()}`;
+  const alice = 'Alice Example <alice@example.test>';
+  const inner = buildMessage([['From', alice], ['To', bobUser.address], ['Date', mailDate()], ['Message-ID', `<forged-${Date.now()}@example.test>`]], forged, 'Please wire the money today.\n', [], true);
+  const armored = await signAndEncrypt(inner, m.privateKey(), [bobKey]);
+  const body = pgpMIME([['From', malloryUser.address], ['To', bobUser.address], ['Date', mailDate()]], armored);
+  const summary = await encryptBinary(utf8(JSON.stringify({ from: alice, to: [bobUser.address], cc: [], subject: forged, date: new Date().toISOString(), message_id: '', snippet: 'Please wire the money today.', has_attachments: false })), [bobKey]);
+  await m.one('send', { recipients: [{ address: bobUser.address, encrypted: true, summary }], body });
+  const mallory = fingerprint(m.privateKey());
+  await m.logout();
+
+  await b.getByTestId('folder-inbox').click();
+  await row(b, forged).waitFor();
+  await row(b, forged).getByTestId('summary-unverified').waitFor();
+  assert.match(await row(b, forged).getByTestId('summary-unverified').getAttribute('title'), /written by the sender/);
+  await row(b, forged).click();
+  await b.getByTestId('msg-subject').filter({ hasText: forged }).waitFor();
+  await b.getByTestId('badge-sig-other-signer').waitFor();
+  assert.equal(await b.getByTestId('badge-sig-verified').count(), 0, 'not "Signature verified"');
+  const badge = await b.getByTestId('badge-sig-other-signer').textContent();
+  assert.ok(badge.includes(`Signed by ${malloryUser.address}, not by the sender shown`) && badge.includes(mallory), badge);
+  assert.match(await b.getByTestId('msg-from').textContent(), /alice@example\.test/);
+  // Opened and checked: the list line now shows the checked From, marked as not signed by it.
+  await row(b, forged).getByTestId('summary-forged').waitFor();
+  assert.equal(await row(b, forged).getByTestId('summary-unverified').count(), 0);
+  await shot(b, '13-forged-sender');
 });
 
 test('the message list pages from decrypted summaries', async () => {

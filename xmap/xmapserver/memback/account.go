@@ -39,6 +39,7 @@ type message struct {
 	flags           []xmap.Flag // canonical order, see canonicalFlags
 	received        time.Time
 	summary, body   []byte // never modified once stored
+	summaryBy       xmap.SummaryOrigin
 	created, modseq uint64
 }
 
@@ -121,8 +122,8 @@ func (a *account) addFolder(id uint64, name string, role xmap.Role) *folder {
 	return f
 }
 
-func (a *account) addMessage(id, folder uint64, flags []xmap.Flag, received time.Time, summary, body []byte) *message {
-	m := &message{id: id, folder: folder, flags: canonicalFlags(flags), received: received, summary: summary, body: body, modseq: a.bump()}
+func (a *account) addMessage(id, folder uint64, flags []xmap.Flag, received time.Time, summary, body []byte, by xmap.SummaryOrigin) *message {
+	m := &message{id: id, folder: folder, flags: canonicalFlags(flags), received: received, summary: summary, body: body, summaryBy: by, modseq: a.bump()}
 	m.created = m.modseq
 	a.messages[id] = m
 	return m
@@ -235,6 +236,8 @@ func (m *message) info(summary, body bool) xmap.Message {
 		Flags:    slices.Clone(m.flags),
 		Size:     int64(len(m.body)),
 		Received: m.received,
+		// Always said, like the real server, whether or not the summary is sent.
+		SummaryBy: m.summaryBy,
 	}
 	if summary {
 		info.Summary = m.summary

@@ -147,7 +147,7 @@ func (b *Backend) Deliver(ctx context.Context, address string, body, summary []b
 	if err := a.reserve(b.opts.Quota, int64(len(body)+len(summary))); err != nil {
 		return "", err
 	}
-	m := a.addMessage(b.newID(), a.role(xmap.RoleInbox).id, nil, received.UTC().Truncate(time.Second), bytes.Clone(summary), bytes.Clone(body))
+	m := a.addMessage(b.newID(), a.role(xmap.RoleInbox).id, nil, received.UTC().Truncate(time.Second), bytes.Clone(summary), bytes.Clone(body), xmap.SummaryByServer)
 	return fmtID(m.id), nil
 }
 
@@ -606,7 +606,7 @@ func (b *Backend) Copy(ctx context.Context, user string, req *xmap.Copy) ([]xmap
 	out := make([]xmap.Copied, 0, len(msgs))
 	for _, m := range msgs {
 		flags := slices.DeleteFunc(slices.Clone(m.flags), func(f xmap.Flag) bool { return f == xmap.FlagDeleted })
-		c := a.addMessage(b.newID(), to.id, flags, m.received, m.summary, m.body)
+		c := a.addMessage(b.newID(), to.id, flags, m.received, m.summary, m.body, m.summaryBy) // a copy keeps the origin
 		out = append(out, xmap.Copied{From: fmtID(m.id), ID: fmtID(c.id)})
 	}
 	return out, nil
@@ -688,7 +688,7 @@ func (b *Backend) Append(ctx context.Context, user string, req *xmap.Append) (xm
 	if received.IsZero() {
 		received = b.now()
 	}
-	m := a.addMessage(b.newID(), f.id, canonicalFlags(slices.Clone(req.Flags)), received, bytes.Clone(req.Summary), bytes.Clone(req.Body))
+	m := a.addMessage(b.newID(), f.id, canonicalFlags(slices.Clone(req.Flags)), received, bytes.Clone(req.Summary), bytes.Clone(req.Body), xmap.SummaryByOwner)
 	return m.info(false, false), nil
 }
 
@@ -758,9 +758,15 @@ func (b *Backend) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.
 	body := bytes.Clone(req.Body)
 	for _, l := range locals {
 		l.acct.used += int64(len(body) + len(l.summary))
-		// Each message stored by send has a body of its own (the shards store it once per
-		// message), so expunge frees it with the message.
-		l.acct.addMessage(b.newID(), l.acct.role(xmap.RoleInbox).id, nil, now, bytes.Clone(l.summary), bytes.Clone(body))
+		// The sender wrote this summary (or the headers a server-made one would
+		// come from); mail to oneself is the owner's. Each message stored by send
+		// has a body of its own (the shards store it once per message), so
+		// expunge frees it with the message.
+		by := xmap.SummaryBySender
+		if l.acct == a {
+			by = xmap.SummaryByOwner
+		}
+		l.acct.addMessage(b.newID(), l.acct.role(xmap.RoleInbox).id, nil, now, bytes.Clone(l.summary), bytes.Clone(body), by)
 	}
 	if len(remoteEnc) > 0 {
 		b.outbox = append(b.outbox, Outgoing{From: a.address, To: remoteEnc, Body: body})
@@ -769,7 +775,11 @@ func (b *Backend) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.
 		b.outbox = append(b.outbox, Outgoing{From: a.address, To: remotePlain, Body: bytes.Clone(req.PlaintextBody)})
 	}
 	a.used += int64(len(body) + len(req.SentSummary))
-	sent := a.addMessage(b.newID(), a.role(xmap.RoleSent).id, []xmap.Flag{xmap.FlagSeen}, now, bytes.Clone(req.SentSummary), bytes.Clone(body))
+	sentBy := xmap.SummaryByOwner
+	if len(req.SentSummary) == 0 {
+		sentBy = xmap.SummaryByServer
+	}
+	sent := a.addMessage(b.newID(), a.role(xmap.RoleSent).id, []xmap.Flag{xmap.FlagSeen}, now, bytes.Clone(req.SentSummary), bytes.Clone(body), sentBy)
 	return &xmap.SendResult{Sent: sent.info(false, false), Recipients: statuses}, nil
 }
 

@@ -772,3 +772,34 @@ func testConcurrentSessions(w *world) {
 		}
 	}
 }
+
+// testSummaryOrigin: every message says who made its summary (docs/XMAP.md,
+// "Summary origin"): the server for delivered mail, the owner for append,
+// and a move or a copy keeps it, in listings and fetches alike.
+func testSummaryOrigin(w *world) {
+	t := w.t
+	a := w.user(alice)
+	delivered := w.deliver(alice, "arrived")
+	appended := OK[*xmap.AppendResult](t, a.one(&xmap.Append{Folder: byName("Drafts"), Body: Sealed("draft"), Summary: Sealed("my summary")}))
+	if appended.Message.SummaryBy != xmap.SummaryByOwner {
+		t.Errorf("append result: summary-by %q, want owner", appended.Message.SummaryBy)
+	}
+	want := map[string]xmap.SummaryOrigin{delivered: xmap.SummaryByServer, appended.Message.ID: xmap.SummaryByOwner}
+	cp := OK[*xmap.CopyResult](t, a.one(&xmap.Copy{Folder: byName("Junk"), IDs: []string{delivered, appended.Message.ID}}))
+	for _, c := range cp.Copies {
+		want[c.ID] = want[c.From]
+	}
+	OK[*xmap.MoveResult](t, a.one(&xmap.Move{Folder: byName("Trash"), IDs: []string{delivered}}))
+	for _, f := range []string{"INBOX", "Drafts", "Junk", "Trash"} {
+		for _, m := range a.list(byName(f)) {
+			if m.SummaryBy != want[m.ID] {
+				t.Errorf("list %s: message %s summary-by %q, want %q", f, m.ID, m.SummaryBy, want[m.ID])
+			}
+		}
+	}
+	for id, by := range want {
+		if m := a.message(id); m.SummaryBy != by {
+			t.Errorf("fetch %s: summary-by %q, want %q", id, m.SummaryBy, by)
+		}
+	}
+}

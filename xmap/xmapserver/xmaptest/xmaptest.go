@@ -68,6 +68,7 @@ func Run(t *testing.T, newFixture func(t *testing.T, cfg Config) Fixture) {
 		{"Isolation", Config{}, testIsolation},
 		{"FetchBudget", Config{}, testFetchBudget},
 		{"ConcurrentSessions", Config{}, testConcurrentSessions},
+		{"SummaryOrigin", Config{}, testSummaryOrigin},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,123 @@
+package client_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"cryptomail/client"
+	cmcrypto "cryptomail/crypto"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+)
+
+// pgpMIMEFrom builds a PGP/MIME message by hand, as any sender's software can: outerFrom
+// in the readable header, innerFrom in the protected one, signed by signer and encrypted
+// to to.
+func pgpMIMEFrom(t *testing.T, outerFrom, innerFrom string, signer *openpgp.Entity, to ...*openpgp.Entity) []byte {
+	t.Helper()
+	inner := "From: " + innerFrom + "\r\nTo: bob@example.org\r\nSubject: Wire the money\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\n\r\nPlease pay the invoice today.\r\n"
+	var armored bytes.Buffer
+	aw, err := armor.Encode(&armored, "PGP MESSAGE", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, err := openpgp.Encrypt(aw, to, signer, &openpgp.FileHints{IsBinary: true}, &packet.Config{DefaultCipher: packet.CipherAES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pw.Write([]byte(inner)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := aw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return []byte("From: " + outerFrom + "\r\nTo: bob@example.org\r\nSubject: ...\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b1\"\r\n\r\n" +
+		"--b1\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n" +
+		"--b1\r\nContent-Type: application/octet-stream\r\n\r\n" +
+		strings.ReplaceAll(armored.String(), "\n", "\r\n") + "\r\n--b1--\r\n")
+}
+
+// TestForgedSender is the attack of issue 9, item 1: Mallory signs with her own key and
+// writes From: Alice inside the encryption. The reader must not be told the message is
+// verified, and must be told that Mallory signed it.
+func TestForgedSender(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now()
+	keyOf := func(address string) *openpgp.Entity {
+		k, err := cmcrypto.GenerateKey("", address, nil, now.Add(-time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := cmcrypto.NewPublicKey(k, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		armored, err := pub.Armored()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.srv.AddUser(address, armored); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	alice, mallory := keyOf("alice@example.org"), keyOf("mallory@example.org")
+	bob := e.signup(e.client(""), "bob@example.org", "bob pass")
+	bobKey, err := bob.PublicKeys(e.ctx, "bob@example.org")
+	if err != nil || len(bobKey.Keys) != 1 {
+		t.Fatal(bobKey, err)
+	}
+	bobPub, err := cmcrypto.ParsePublicKey(bobKey.Keys[0].Key, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := func(k *openpgp.Entity) string { return strings.ToUpper(k.PrimaryKey.KeyIdString()) }
+
+	for _, c := range []struct {
+		name             string
+		outer, inner     string
+		signer           *openpgp.Entity
+		status           client.SignatureStatus
+		signerAddress    string
+		reasonHas        string
+		shownFromHasText string
+	}{
+		{"forged inner From", "mallory@example.org", `"Alice" <alice@example.org>`, mallory,
+			client.SignatureOtherSigner, "mallory@example.org", "signed by mallory@example.org, not by the sender shown", "alice@example.org"},
+		// Bob's session looked Mallory's key up for the case above, so it names her here
+		// too (a session that never met her key says unknown-key: still not verified).
+		{"forged both Froms", "alice@example.org", `"Alice" <alice@example.org>`, mallory,
+			client.SignatureOtherSigner, "mallory@example.org", "not by the sender shown", "alice@example.org"},
+		{"genuine", "alice@example.org", `"Alice" <alice@example.org>`, alice,
+			client.SignatureVerified, "alice@example.org", "", "alice@example.org"},
+		{"genuine inside, other outer From", "mallory@example.org", "alice@example.org", alice,
+			client.SignatureVerified, "alice@example.org", "outer From: is mallory@example.org", "alice@example.org"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			raw := pgpMIMEFrom(t, c.outer, c.inner, c.signer, bobPub.Entity())
+			id, err := e.srv.Deliver(e.ctx, "bob@example.org", raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := bob.Read(e.ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig := m.Signature
+			if !strings.Contains(m.From, c.shownFromHasText) || sig.Status != c.status || sig.SignerAddress != c.signerAddress ||
+				!strings.Contains(sig.Reason, c.reasonHas) || !strings.HasSuffix(sig.Signer, fp(c.signer)) || len(sig.Signer) != 40 {
+				t.Errorf("From %q, signature %+v; want status %s by %s (%s), reason with %q",
+					m.From, sig, c.status, c.signerAddress, fp(c.signer), c.reasonHas)
+			}
+		})
+	}
+}
