@@ -295,3 +295,30 @@ type LogoutResult struct{}
 func (*LogoutResult) Name() string   { return "logout" }
 func (*LogoutResult) encode(*enc)    {}
 func (*LogoutResult) decode(e *elem) { e.noKids() }
+
+// DeviceTokenSize is the size of a device token.
+const DeviceTokenSize = 32
+
+// DeviceToken asks the server for a new device token: a random value the client keeps and
+// presents inside later XK logins (docs/SEXMAP.md, "Device tokens"), so that a correct login
+// from this client passes a lock-out of its address caused by others' failed attempts. The
+// server keeps only its hash, for the account's current generation, and a bounded number
+// per account (the oldest goes first). Logged-in sessions only.
+type DeviceToken struct{}
+
+func (*DeviceToken) Name() string   { return "device-token" }
+func (*DeviceToken) decode(e *elem) { e.noKids() }
+func (*DeviceToken) encode(*enc)    {}
+
+// DeviceTokenResult answers DeviceToken: the token, DeviceTokenSize bytes.
+type DeviceTokenResult struct {
+	Token []byte
+}
+
+func (*DeviceTokenResult) Name() string    { return "device-token" }
+func (r *DeviceTokenResult) encode(e *enc) { e.attr("token", b64(r.Token)) }
+
+func (r *DeviceTokenResult) decode(e *elem) {
+	e.noKids()
+	r.Token = e.b64Attr("token", DeviceTokenSize, DeviceTokenSize)
+}

@@ -142,6 +142,10 @@ func (s *Server) RotateKey() error {
 		Now:         s.clock.Now,
 		Logger:      slog.New(slog.DiscardHandler),
 	}, sexmap.HandlerFunc(func(ctx context.Context, sess *sexmap.Session, req []byte) []byte {
+		if sess.Fresh {
+			// The first request of a login made just now: proof of the login key.
+			ctx = xmapserver.WithLoginProof(ctx)
+		}
 		resp, loggedOut := xs.Serve(ctx, sess.Address, sess.Anonymous, req)
 		if loggedOut {
 			sx.EndSession(sess.ID)
@@ -223,6 +227,18 @@ func (a membackAccounts) LoginKey(_ context.Context, address string) ([]byte, er
 		return nil, sexmap.ErrUnknownAccount
 	}
 	return c.LoginKey, nil
+}
+
+func (a membackAccounts) Generation(_ context.Context, address string) ([]byte, error) {
+	g, ok := a.b.Generation(address)
+	if !ok {
+		return nil, sexmap.ErrUnknownAccount
+	}
+	return g, nil
+}
+
+func (a membackAccounts) DeviceTokenValid(_ context.Context, address string, token []byte) (bool, error) {
+	return a.b.DeviceTokenValid(address, token), nil
 }
 
 func randomHex(n int) string {

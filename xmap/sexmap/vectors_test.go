@@ -276,6 +276,14 @@ func (a vectorAccounts) LoginKey(_ context.Context, address string) ([]byte, err
 	return nil, ErrUnknownAccount
 }
 
+func (a vectorAccounts) Generation(ctx context.Context, address string) ([]byte, error) {
+	return a.LoginKey(ctx, address)
+}
+
+func (a vectorAccounts) DeviceTokenValid(context.Context, string, []byte) (bool, error) {
+	return false, nil
+}
+
 // recorder keeps every HTTP exchange of the vector run, in order.
 type recorder struct{ messages []httpMessage }
 
