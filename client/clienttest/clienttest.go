@@ -47,6 +47,9 @@ type Options struct {
 	PublicKey func(ctx context.Context, address string) ([]byte, error)
 	// IdleTimeout and MaxLifetime of SeXMAP sessions; zero: sexmap's defaults.
 	IdleTimeout, MaxLifetime time.Duration
+	// Lockout and ClientIP go to sexmap.Config; zero: sexmap's defaults.
+	Lockout  sexmap.LockoutPolicy
+	ClientIP func(*http.Request) string
 }
 
 // Server is a running test server. Close it when done.
@@ -139,6 +142,8 @@ func (s *Server) RotateKey() error {
 		Accounts:    s.opts.Accounts,
 		IdleTimeout: s.opts.IdleTimeout,
 		MaxLifetime: s.opts.MaxLifetime,
+		Lockout:     s.opts.Lockout,
+		ClientIP:    s.opts.ClientIP,
 		Now:         s.clock.Now,
 		Logger:      slog.New(slog.DiscardHandler),
 	}, sexmap.HandlerFunc(func(ctx context.Context, sess *sexmap.Session, req []byte) []byte {
