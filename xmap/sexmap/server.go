@@ -477,29 +477,28 @@ func (s *Server) handshakeXKFinal(w http.ResponseWriter, r *http.Request, msg []
 		s.refuse(w, r, rejLocked, wait)
 		return
 	}
-	// The generation is read before the key: should the account change in
-	// between, the session holds the older generation and ends at its first
-	// request, never the other way round.
 	known := 1
-	gen, err := s.cfg.Accounts.Generation(r.Context(), address)
-	if err == nil {
-		var stored []byte
-		if stored, err = s.cfg.Accounts.LoginKey(r.Context(), address); err == nil {
-			// Unknown and wrong take the same path: one constant-time
-			// comparison, one failure count, one identical response.
-			known = subtle.ConstantTimeCompare(stored, hs.PeerStatic())
-		}
-	}
+	stored, err := s.cfg.Accounts.LoginKey(r.Context(), address)
 	switch {
 	case errors.Is(err, ErrUnknownAccount):
-		subtle.ConstantTimeCompare(dummyLoginKey, hs.PeerStatic())
-		known = 0
+		stored, known = dummyLoginKey, 0
 	case err != nil:
 		s.internal(w, r, "login key lookup", err)
 		return
 	}
-	if known != 1 {
+	// Unknown and wrong take the same path: one constant-time comparison,
+	// one failure count, one identical response.
+	if subtle.ConstantTimeCompare(stored, hs.PeerStatic())&known != 1 {
 		s.loginFailed(w, r, address, lockKey, ip, now)
+		return
+	}
+	gen, err := s.loginGeneration(r.Context(), address, hs.PeerStatic())
+	if errors.Is(err, errKeyChanged) {
+		s.loginFailed(w, r, address, lockKey, ip, now)
+		return
+	}
+	if err != nil {
+		s.internal(w, r, "account generation", err)
 		return
 	}
 	s.mu.Lock()
@@ -515,6 +514,32 @@ func (s *Server) handshakeXKFinal(w http.ResponseWriter, r *http.Request, msg []
 	w.Header().Set(HeaderSession, sess.info.ID)
 	writeOK(w, []byte{frameXKOK})
 }
+
+// loginGeneration returns the generation a login with the proven key peer
+// is bound to. It runs only after the key matched (so unknown and wrong
+// logins cost what they always did): the generation, then the key again, so
+// that a passphrase changed meanwhile cannot leave a session of the old key
+// bound to the new generation. A key that no longer matches is a failed login.
+func (s *Server) loginGeneration(ctx context.Context, address string, peer []byte) ([]byte, error) {
+	gen, err := s.cfg.Accounts.Generation(ctx, address)
+	var again []byte
+	if err == nil {
+		again, err = s.cfg.Accounts.LoginKey(ctx, address)
+	}
+	switch {
+	case errors.Is(err, ErrUnknownAccount):
+		return nil, errKeyChanged
+	case err != nil:
+		return nil, err
+	case subtle.ConstantTimeCompare(again, peer) != 1:
+		return nil, errKeyChanged
+	}
+	return gen, nil
+}
+
+// errKeyChanged: the account or its login key changed while a login was
+// being checked; the login fails.
+var errKeyChanged = errors.New("account changed during the login")
 
 // lockKey names the address lock-out record a login attempt is checked
 // against: the address itself, or, for a client presenting a valid device
