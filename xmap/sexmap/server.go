@@ -573,12 +573,13 @@ func (s *Server) loginFailed(w http.ResponseWriter, r *http.Request, address, lo
 	if address != "" {
 		addrFailures = s.byAddress.fail(address, now, &s.cfg.Lockout)
 	}
+	deviceFailures := 0
 	if lockKey != "" && lockKey != address {
-		addrFailures = s.byAddress.fail(lockKey, now, &s.cfg.Lockout)
+		deviceFailures = s.byAddress.fail(lockKey, now, &s.cfg.Lockout)
 	}
 	s.mu.Unlock()
 	s.log.Warn("sexmap: login failed", "address", address, "ip", ip,
-		"address_failures", addrFailures, "ip_failures", ipFailures)
+		"address_failures", addrFailures, "ip_failures", ipFailures, "device_failures", deviceFailures)
 	reject(w, rejLoginFailed, 0)
 }
 
