@@ -414,7 +414,7 @@ func (c *Client) Login(ctx context.Context, address string, passphrase []byte) (
 		_ = s.Logout(ctx)
 		return nil, fmt.Errorf("login: %w", err)
 	}
-	s.keepDeviceToken(ctx, false)
+	s.keepDeviceToken(ctx)
 	return s, nil
 }
 

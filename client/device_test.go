@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -81,5 +82,21 @@ func TestDeviceTokenLogin(t *testing.T) {
 	// The client with its token and the right passphrase gets in.
 	if _, err := c.Login(e.ctx, "alice@example.org", []byte("right pass")); err != nil {
 		t.Fatalf("login with the device token: %v", err)
+	}
+
+	// A passphrase change on another device forgets this client's token; its
+	// next login sends the stale one and is given a new one.
+	srv.Clock().Advance(time.Hour)
+	other := e.login(e.client(""), "alice@example.org", "right pass")
+	if err := other.ChangePassphrase(e.ctx, []byte("new pass")); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(filepath.Join(home, client.StateFile))
+	if _, err := c.Login(e.ctx, "alice@example.org", []byte("new pass")); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.ReadFile(filepath.Join(home, client.StateFile))
+	if bytes.Equal(before, after) {
+		t.Error("the stale device token was not replaced at the next login")
 	}
 }

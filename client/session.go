@@ -264,22 +264,19 @@ func (s *Session) ChangePassphrase(ctx context.Context, newPassphrase []byte) er
 	// Every session of the account has ended: log in again now with the new key (should
 	// this fail, the next request does it).
 	if _, err := s.renew(ctx, old); err == nil {
-		s.keepDeviceToken(ctx, true)
+		s.keepDeviceToken(ctx)
 	}
 	return nil
 }
 
-// keepDeviceToken asks the server for a device token and keeps it in the client state,
-// unless one is kept already (and !replace). It is a convenience for later logins: any
+// keepDeviceToken makes sure the client state holds a valid device token: it sends the
+// one it holds (if any), and the server answers it back while it is valid, or a new one
+// (after a passphrase change elsewhere forgot it). It is a convenience for later logins: any
 // failure (an older server, a read-only home) is ignored.
-func (s *Session) keepDeviceToken(ctx context.Context, replace bool) {
-	if !replace {
-		if t, err := s.c.store.deviceToken(s.c.server, s.address); err != nil || t != nil {
-			return
-		}
-	}
-	r, err := one[*xmap.DeviceTokenResult](ctx, s, &xmap.DeviceToken{})
-	if err != nil {
+func (s *Session) keepDeviceToken(ctx context.Context) {
+	current, _ := s.c.store.deviceToken(s.c.server, s.address)
+	r, err := one[*xmap.DeviceTokenResult](ctx, s, &xmap.DeviceToken{Current: current})
+	if err != nil || bytes.Equal(r.Token, current) {
 		return
 	}
 	_ = s.c.store.setDeviceToken(s.c.server, s.address, r.Token)

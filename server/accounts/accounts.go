@@ -155,12 +155,22 @@ func (b *Backend) DeviceTokenValid(ctx context.Context, address string, token []
 	return ok, nil
 }
 
-// IssueDeviceToken implements xmapserver.AccountBackend: 32 random bytes, of which only
-// the SHA-256 is stored, for the account's current generation.
-func (b *Backend) IssueDeviceToken(ctx context.Context, user string) ([]byte, error) {
+// IssueDeviceToken implements xmapserver.AccountBackend: current when it is still a
+// valid token of the account, else 32 new random bytes, of which only the SHA-256 is
+// stored, for the account's current generation.
+func (b *Backend) IssueDeviceToken(ctx context.Context, user string, current []byte) ([]byte, error) {
 	addr, err := b.sessionUser(ctx, user)
 	if err != nil {
 		return nil, err
+	}
+	if current != nil {
+		ok, err := b.DeviceTokenValid(ctx, addr, current)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return bytes.Clone(current), nil
+		}
 	}
 	token := make([]byte, xmap.DeviceTokenSize)
 	if _, err := rand.Read(token); err != nil {

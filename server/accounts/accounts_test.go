@@ -604,9 +604,13 @@ func TestDeviceTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	issue := func(s *sexmap.ClientSession) []byte {
+	issue := func(s *sexmap.ClientSession, current ...byte) []byte {
 		t.Helper()
-		r := call(t, s, &xmap.DeviceToken{})
+		req := &xmap.DeviceToken{}
+		if current != nil {
+			req.Current = current
+		}
+		r := call(t, s, req)
 		if r.Err != nil {
 			t.Fatalf("device-token: %v", r.Err)
 		}
@@ -623,6 +627,13 @@ func TestDeviceTokens(t *testing.T) {
 	first := issue(s)
 	if !valid(alice.address, first) || !valid("Alice@Example.org", first) {
 		t.Fatal("an issued token is not valid")
+	}
+	// A client that holds a valid token gets it back, and nothing is stored.
+	if again := issue(s, first...); !bytes.Equal(again, first) {
+		t.Error("a valid current token was replaced")
+	}
+	if made := issue(s, bytes.Repeat([]byte{3}, 32)...); bytes.Equal(made, bytes.Repeat([]byte{3}, 32)) || !valid(alice.address, made) {
+		t.Error("an invalid current token was accepted instead of a new one issued")
 	}
 	if valid("bob@example.org", first) || valid(alice.address, bytes.Repeat([]byte{1}, 32)) || valid(alice.address, first[:31]) {
 		t.Error("a token is valid for another address, or a made-up one is valid")
@@ -649,6 +660,12 @@ func TestDeviceTokens(t *testing.T) {
 	}
 	if valid(alice.address, last) {
 		t.Error("a token survived the passphrase change")
+	}
+	// The next login sending the forgotten token gets a new one.
+	if s2, err := e.login(t, alice.address, alice.passphrase); err != nil {
+		t.Fatal(err)
+	} else if fresh := issue(s2, last...); bytes.Equal(fresh, last) || !valid(alice.address, fresh) {
+		t.Error("a forgotten token was not replaced")
 	}
 	// So does deleting the account, and a new account at the address has none.
 	s, err = e.login(t, alice.address, alice.passphrase)

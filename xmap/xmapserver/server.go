@@ -120,7 +120,7 @@ func (s *Server) run(ctx context.Context, re *xmap.ResponseEncoder, user string,
 		}
 		return &xmap.ChangePassphraseResult{}, b.ChangePassphrase(ctx, user, c)
 	case *xmap.DeviceToken:
-		token, err := b.IssueDeviceToken(ctx, user)
+		token, err := b.IssueDeviceToken(ctx, user, c.Current)
 		if err != nil {
 			return nil, err
 		}

@@ -201,7 +201,7 @@ export class Client {
     } finally {
       wipe(keys.sealKey);
     }
-    if (!this.deviceToken(address)) await s.keepDeviceToken();
+    await s.keepDeviceToken();
     return s;
   }
 }
@@ -662,12 +662,14 @@ export class Session {
     }
   }
 
-  /** keepDeviceToken asks the server for a device token and keeps it (CLIENT.md, "Device
-   * tokens"). It is a convenience for later sign-ins: a failure is ignored. */
+  /** keepDeviceToken makes sure a valid device token is kept (CLIENT.md, "Device tokens"):
+   * it sends the one it holds, which the server answers back while valid, or a new one. It
+   * is a convenience for later sign-ins: a failure is ignored. */
   async keepDeviceToken() {
     if (!this.c.devices) return;
     try {
-      const r = await this.one('device-token', {});
+      const current = this.c.deviceToken(this.address);
+      const r = await this.one('device-token', current ? { current } : {});
       this.c.devices.set(this.c.baseURL, this.address, r.token);
     } catch {
       // an older server, or storage that refuses: sign-ins simply go without a token

@@ -231,7 +231,7 @@ export const REQUESTS = {
   signup: { attrs: [['invite', 'invite', 'invite', { req: true }], ['address', 'address', 'address', { req: true }]], kids: [['public-key', 'publicKey', `blob:${LIMITS.maxKeySize}`, 'one'], ...KEYS_KIDS] },
   'change-passphrase': { kids: KEYS_KIDS },
   'get-account': EMPTY,
-  'device-token': EMPTY,
+  'device-token': { attrs: [['current', 'current', 'b64', { min: 32, max: 32 }]] },
   logout: EMPTY,
   'public-keys': { kids: [['address', 'addresses', 'text:address', 'many', { min: 1, max: LIMITS.maxIDs, uniqueFold: true }]] },
   'list-folders': EMPTY,

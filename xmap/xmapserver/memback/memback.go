@@ -255,14 +255,18 @@ func (b *Backend) ChangePassphrase(ctx context.Context, user string, req *xmap.C
 	return nil
 }
 
-// IssueDeviceToken implements xmapserver.Backend: a random token (from Options.Rand), of
-// which the account keeps the hashes of the newest MaxDeviceTokens.
-func (b *Backend) IssueDeviceToken(ctx context.Context, user string) ([]byte, error) {
+// IssueDeviceToken implements xmapserver.Backend: current if it is valid, else a random
+// token (from Options.Rand), of which the account keeps the hashes of the newest
+// MaxDeviceTokens.
+func (b *Backend) IssueDeviceToken(ctx context.Context, user string, current []byte) ([]byte, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	a, err := b.user(user)
 	if err != nil {
 		return nil, err
+	}
+	if current != nil && a.hasDeviceToken(current) {
+		return bytes.Clone(current), nil
 	}
 	token := make([]byte, xmap.DeviceTokenSize)
 	if _, err := io.ReadFull(b.opts.Rand, token); err != nil {
@@ -305,9 +309,11 @@ func (b *Backend) DeviceTokenValid(address string, token []byte) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	a := b.users[key(address)]
-	if a == nil || !a.active {
-		return false
-	}
+	return a != nil && a.active && a.hasDeviceToken(token)
+}
+
+// hasDeviceToken compares the token's hash with every kept one in constant time.
+func (a *account) hasDeviceToken(token []byte) bool {
 	h := sha256.Sum256(token)
 	found := 0
 	for _, t := range a.deviceTokens {
