@@ -636,7 +636,7 @@ func (s *Server) serveTransport(w http.ResponseWriter, r *http.Request) {
 	}
 	info, rej := s.accept(sess, counter)
 	if rej == nil {
-		rej = s.checkGeneration(w, r, sess)
+		rej = s.checkGeneration(r, sess)
 	}
 	if rej != nil {
 		s.refuse(w, r, *rej, 0)
@@ -682,7 +682,7 @@ func (s *Server) accept(sess *session, counter uint64) (Session, *rejection) {
 // checkGeneration ends a logged-in session whose account is no longer the
 // generation it logged in to (deleted, re-created, disabled, new login key),
 // whichever process changed it: it asks Accounts on every request.
-func (s *Server) checkGeneration(w http.ResponseWriter, r *http.Request, sess *session) *rejection {
+func (s *Server) checkGeneration(r *http.Request, sess *session) *rejection {
 	if sess.gen == nil {
 		return nil
 	}
