@@ -274,6 +274,11 @@ func (s *Session) ChangePassphrase(ctx context.Context, newPassphrase []byte) er
 // (after a passphrase change elsewhere forgot it). It is a convenience for later logins: any
 // failure (an older server, a read-only home) is ignored.
 func (s *Session) keepDeviceToken(ctx context.Context) {
+	if s.c.store.dir == "" {
+		// No home to keep it in: a token asked for now would be lost with this process
+		// and only push a real device's token out of the server's bounded list.
+		return
+	}
 	current, _ := s.c.store.deviceToken(s.c.server, s.address)
 	r, err := one[*xmap.DeviceTokenResult](ctx, s, &xmap.DeviceToken{Current: current})
 	if err != nil || bytes.Equal(r.Token, current) {

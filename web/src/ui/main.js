@@ -28,7 +28,9 @@ const client = new Client({
   baseURL: window.location.origin,
   fetchFn: (url, init) => window.fetch(url, init),
   pins: new PinStore(storage()),
-  devices: new DeviceStore(storage()),
+  // A token kept only in memory would be lost with the page and push a real device's
+  // token out of the server's bounded list: without localStorage, keep none.
+  devices: storage() instanceof MemoryStorage ? null : new DeviceStore(storage()),
   onPin: (key) => {
     state.pinnedNow = key;
   },
