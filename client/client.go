@@ -192,8 +192,12 @@ func (c *Client) dialXK(ctx context.Context, loginPriv [32]byte, address string)
 	if err != nil {
 		return nil, err
 	}
+	// A device token from an earlier login, if this client has one: a correct login then
+	// passes a lock-out of the address caused by others (docs/CLIENT.md). A state file
+	// that cannot be read only costs that.
+	token, _ := c.store.deviceToken(c.server, address)
 	cs, err := retryBusy(ctx, func() (*sexmap.ClientSession, error) {
-		return sexmap.DialXK(ctx, c.hc, c.server, pub, loginPriv, address)
+		return sexmap.DialXKDevice(ctx, c.hc, c.server, pub, loginPriv, address, token)
 	})
 	if err != nil {
 		return nil, c.explain(ctx, pub, err)
@@ -412,6 +416,7 @@ func (c *Client) Login(ctx context.Context, address string, passphrase []byte) (
 		_ = s.Logout(ctx)
 		return nil, fmt.Errorf("login: %w", err)
 	}
+	s.keepDeviceToken(ctx)
 	return s, nil
 }
 

@@ -494,8 +494,23 @@ func TestChangePassphrase(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldCred, _ := e.srv.Memback.Credentials("alice@example.org")
+	other := e.login(e.client(""), "alice@example.org", "old pass")
+	oldID, otherID := s.ID(), other.ID()
 	if err := s.ChangePassphrase(e.ctx, []byte("new pass")); err != nil {
 		t.Fatal(err)
+	}
+	// Every session of the account ended; s logged in again at once with the new key.
+	if s.ID() == oldID {
+		t.Error("the session that changed the passphrase kept its old SeXMAP session")
+	}
+	if _, err := s.ListFolders(e.ctx); err != nil {
+		t.Errorf("the changing session after the change: %v", err)
+	}
+	if _, err := other.ListFolders(e.ctx); !errors.Is(err, sexmap.ErrLoginFailed) {
+		t.Errorf("another device's session after the change: %v, want its renewal to fail (old passphrase)", err)
+	}
+	if other.ID() != otherID {
+		t.Error("the other device got a new session without the new passphrase")
 	}
 	newCred, _ := e.srv.Memback.Credentials("alice@example.org")
 	if bytes.Equal(oldCred.KDF.Salt, newCred.KDF.Salt) || bytes.Equal(oldCred.LoginKey, newCred.LoginKey) || bytes.Equal(oldCred.SealedKey, newCred.SealedKey) {

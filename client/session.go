@@ -221,7 +221,10 @@ func (s *Session) Logout(ctx context.Context) error {
 
 // ChangePassphrase re-derives the login and sealing keys from a new passphrase with a new
 // salt, re-seals the same private key, and replaces all three on the server in one
-// request. The session stays logged in, and renews with the new login key from then on.
+// request. The server wants proof of the current login key: the request goes as the first
+// one of a new login made with it just for this (docs/XMAP.md, change-passphrase). The
+// change ends every session of the account, so the session then logs in again with the
+// new login key and stays usable; its device token is replaced too.
 func (s *Session) ChangePassphrase(ctx context.Context, newPassphrase []byte) error {
 	e, err := s.privateKey()
 	if err != nil {
@@ -231,19 +234,57 @@ func (s *Session) ChangePassphrase(ctx context.Context, newPassphrase []byte) er
 	if err != nil {
 		return err
 	}
-	_, err = one[*xmap.ChangePassphraseResult](ctx, s, &xmap.ChangePassphrase{
+	s.mu.Lock()
+	current := s.loginPriv
+	s.mu.Unlock()
+	proof, err := s.c.dialXK(ctx, current, s.address)
+	clear(current[:])
+	if err != nil {
+		clear(loginPriv[:])
+		return fmt.Errorf("change-passphrase: logging in with the current passphrase: %w", err)
+	}
+	rs, err := exchange(ctx, proof.RoundTrip, []xmap.Command{&xmap.ChangePassphrase{
 		LoginKey:  sexmap.LoginPublicKey(loginPriv),
 		KDF:       kdf,
 		SealedKey: sealed,
-	})
+	}})
+	if err == nil && rs[0].Err != nil {
+		err = rs[0].Err
+	}
 	if err != nil {
 		clear(loginPriv[:])
-		return err
+		return fmt.Errorf("change-passphrase: %w", err)
 	}
+	// The server forgot the device tokens with the old passphrase.
+	_ = s.c.store.setDeviceToken(s.c.server, s.address, nil)
 	s.mu.Lock()
 	s.loginPriv = loginPriv
+	old := s.cs
 	s.mu.Unlock()
+	// Every session of the account has ended: log in again now with the new key (should
+	// this fail, the next request does it).
+	if _, err := s.renew(ctx, old); err == nil {
+		s.keepDeviceToken(ctx)
+	}
 	return nil
+}
+
+// keepDeviceToken makes sure the client state holds a valid device token: it sends the
+// one it holds (if any), and the server answers it back while it is valid, or a new one
+// (after a passphrase change elsewhere forgot it). It is a convenience for later logins: any
+// failure (an older server, a read-only home) is ignored.
+func (s *Session) keepDeviceToken(ctx context.Context) {
+	if s.c.store.dir == "" {
+		// No home to keep it in: a token asked for now would be lost with this process
+		// and only push a real device's token out of the server's bounded list.
+		return
+	}
+	current, _ := s.c.store.deviceToken(s.c.server, s.address)
+	r, err := one[*xmap.DeviceTokenResult](ctx, s, &xmap.DeviceToken{Current: current})
+	if err != nil || bytes.Equal(r.Token, current) {
+		return
+	}
+	_ = s.c.store.setDeviceToken(s.c.server, s.address, r.Token)
 }
 
 // Account returns the session user's account as the server stores it (get-account).

@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +48,10 @@ type stateFile struct {
 type serverState struct {
 	// Current is the address last logged in (cmail login), "" after logout.
 	Current string `json:"current,omitempty"`
+	// Devices holds, per lower-cased address, the device token the server issued after a
+	// login (base64url). It lets a correct login from this client pass a lock-out of the
+	// address caused by others' failed attempts; alone it opens nothing (docs/CLIENT.md).
+	Devices map[string]string `json:"devices,omitempty"`
 }
 
 const stateVersion = 1
@@ -250,6 +255,40 @@ func (s *store) setCurrent(server, address string) error {
 			return false, nil
 		}
 		st.Current = address
+		return true, nil
+	})
+}
+
+// deviceToken returns the device token kept for address at server, or nil.
+func (s *store) deviceToken(server, address string) ([]byte, error) {
+	var token []byte
+	err := s.locked(func() (bool, error) {
+		if st := s.state.Servers[server]; st != nil {
+			if t, err := base64.RawURLEncoding.DecodeString(st.Devices[asciiLower(address)]); err == nil && len(t) == sexmap.DeviceTokenSize {
+				token = t
+			}
+		}
+		return false, nil
+	})
+	return token, err
+}
+
+// setDeviceToken keeps token for address at server; nil forgets it.
+func (s *store) setDeviceToken(server, address string, token []byte) error {
+	return s.locked(func() (bool, error) {
+		st := s.server(server)
+		key := asciiLower(address)
+		if token == nil {
+			if _, ok := st.Devices[key]; !ok {
+				return false, nil
+			}
+			delete(st.Devices, key)
+			return true, nil
+		}
+		if st.Devices == nil {
+			st.Devices = map[string]string{}
+		}
+		st.Devices[key] = base64.RawURLEncoding.EncodeToString(token)
 		return true, nil
 	})
 }

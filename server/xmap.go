@@ -106,6 +106,10 @@ func newMailAccess(ctx context.Context, cfg *Config, st *shard.Store, logger *sl
 		BodyTimeout:      h.BodyTimeout.Duration,
 		Logger:           logger.With("part", "sexmap"),
 	}, sexmap.HandlerFunc(func(ctx context.Context, s *sexmap.Session, req []byte) []byte {
+		if s.Fresh {
+			// The first request of a login made just now: proof of the login key.
+			ctx = xmapserver.WithLoginProof(ctx)
+		}
 		resp, loggedOut := xs.Serve(ctx, s.Address, s.Anonymous, req)
 		if loggedOut {
 			ma.sexmap.EndSession(s.ID)

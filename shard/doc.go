@@ -115,4 +115,15 @@
 // Files left behind by a crash between creating a shard and committing its
 // metabase row have no row; CreateUser and DeleteUser of that address
 // remove them.
+//
+// # Account generations
+//
+// Every metabase row carries a random account_id, drawn by a trigger when the
+// row is inserted and again whenever its state changes; a deleted and
+// re-created account therefore never shares one with its predecessor.
+// Generation (session.go) is that id followed by the current login key, read
+// from both files on every call, so SeXMAP can end the sessions of an account
+// another process deleted, disabled or re-keyed. Device tokens are stored as
+// SHA-256 hashes keyed by account_id and deleted with the row or when its
+// account_id changes.
 package shard

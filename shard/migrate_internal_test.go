@@ -258,3 +258,55 @@ func TestMigrateBodies(t *testing.T) {
 		t.Errorf("usage %d %v after expunge", used, err)
 	}
 }
+
+// TestMigrateAccountIDs: users created before meta migration 0003 get a random
+// account id each, and rows inserted afterwards (by code that does not name
+// the column) get one too.
+func TestMigrateAccountIDs(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	ms, err := metaMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, MetaFile)
+	if err := createFile(path); err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(newConnector(path, DefaultBusyTimeout, kindMeta, false))
+	defer db.Close()
+	if err := migrate(ctx, db, ms[:2]); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"a@example.org", "b@example.org"} {
+		if _, err := db.Exec(`INSERT INTO users (address, home, state, created) VALUES (?, '/h', 'active', 1)`, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := migrate(ctx, db, ms); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO users (address, home, state, created) VALUES ('c@example.org', '/h', 'active', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Query(`SELECT address, account_id FROM users`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	for rows.Next() {
+		var a string
+		var id []byte
+		if err := rows.Scan(&a, &id); err != nil {
+			t.Fatal(err)
+		}
+		if len(id) != AccountIDSize || seen[string(id)] {
+			t.Errorf("%s: account id %x", a, id)
+		}
+		seen[string(id)] = true
+	}
+	if len(seen) != 3 {
+		t.Errorf("%d account ids, want 3", len(seen))
+	}
+}

@@ -92,6 +92,7 @@ func init() {
 	register(func() Command { return new(ChangePassphrase) }, func() Result { return new(ChangePassphraseResult) })
 	register(func() Command { return new(Logout) }, func() Result { return new(LogoutResult) })
 	register(func() Command { return new(GetAccount) }, func() Result { return new(GetAccountResult) })
+	register(func() Command { return new(DeviceToken) }, func() Result { return new(DeviceTokenResult) })
 	register(func() Command { return new(PublicKeys) }, func() Result { return new(PublicKeysResult) })
 	register(func() Command { return new(ListFolders) }, func() Result { return new(ListFoldersResult) })
 	register(func() Command { return new(CreateFolder) }, func() Result { return new(CreateFolderResult) })

@@ -47,6 +47,9 @@ type Options struct {
 	PublicKey func(ctx context.Context, address string) ([]byte, error)
 	// IdleTimeout and MaxLifetime of SeXMAP sessions; zero: sexmap's defaults.
 	IdleTimeout, MaxLifetime time.Duration
+	// Lockout and ClientIP go to sexmap.Config; zero: sexmap's defaults.
+	Lockout  sexmap.LockoutPolicy
+	ClientIP func(*http.Request) string
 }
 
 // Server is a running test server. Close it when done.
@@ -139,9 +142,15 @@ func (s *Server) RotateKey() error {
 		Accounts:    s.opts.Accounts,
 		IdleTimeout: s.opts.IdleTimeout,
 		MaxLifetime: s.opts.MaxLifetime,
+		Lockout:     s.opts.Lockout,
+		ClientIP:    s.opts.ClientIP,
 		Now:         s.clock.Now,
 		Logger:      slog.New(slog.DiscardHandler),
 	}, sexmap.HandlerFunc(func(ctx context.Context, sess *sexmap.Session, req []byte) []byte {
+		if sess.Fresh {
+			// The first request of a login made just now: proof of the login key.
+			ctx = xmapserver.WithLoginProof(ctx)
+		}
 		resp, loggedOut := xs.Serve(ctx, sess.Address, sess.Anonymous, req)
 		if loggedOut {
 			sx.EndSession(sess.ID)
@@ -223,6 +232,18 @@ func (a membackAccounts) LoginKey(_ context.Context, address string) ([]byte, er
 		return nil, sexmap.ErrUnknownAccount
 	}
 	return c.LoginKey, nil
+}
+
+func (a membackAccounts) Generation(_ context.Context, address string) ([]byte, error) {
+	g, ok := a.b.Generation(address)
+	if !ok {
+		return nil, sexmap.ErrUnknownAccount
+	}
+	return g, nil
+}
+
+func (a membackAccounts) DeviceTokenValid(_ context.Context, address string, token []byte) (bool, error) {
+	return a.b.DeviceTokenValid(address, token), nil
 }
 
 func randomHex(n int) string {

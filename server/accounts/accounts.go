@@ -11,6 +11,8 @@ package accounts
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -127,6 +129,75 @@ func (b *Backend) LoginKey(ctx context.Context, address string) ([]byte, error) 
 	return l.Key, nil
 }
 
+// Generation implements sexmap.Accounts: the account's metabase account id and its
+// current login key (shard.Store.Generation), read from the files on every call so that
+// a change by another process (cryptomail user del, a passphrase change) is seen at once.
+func (b *Backend) Generation(ctx context.Context, address string) ([]byte, error) {
+	addr, err := b.canon(address)
+	if err != nil {
+		return nil, sexmap.ErrUnknownAccount
+	}
+	g, err := b.store.Generation(ctx, addr)
+	if errors.Is(err, shard.ErrNotFound) {
+		return nil, sexmap.ErrUnknownAccount
+	}
+	if err != nil {
+		return nil, fmt.Errorf("accounts: generation: %w", err)
+	}
+	return g, nil
+}
+
+// MaxDeviceTokens is how many device tokens an account keeps; issuing one more forgets
+// the oldest (that client then passes the address lock-out no longer, nothing else).
+const MaxDeviceTokens = 10
+
+// DeviceTokenValid implements sexmap.Accounts: whether the SHA-256 of token is one of the
+// account's stored device token hashes (compared in constant time).
+func (b *Backend) DeviceTokenValid(ctx context.Context, address string, token []byte) (bool, error) {
+	addr, err := b.canon(address)
+	if err != nil || len(token) != xmap.DeviceTokenSize {
+		return false, nil
+	}
+	h := sha256.Sum256(token)
+	ok, err := b.store.HasDeviceToken(ctx, addr, h[:])
+	if err != nil {
+		return false, fmt.Errorf("accounts: device token: %w", err)
+	}
+	return ok, nil
+}
+
+// IssueDeviceToken implements xmapserver.AccountBackend: current when it is still a
+// valid token of the account, else 32 new random bytes, of which only the SHA-256 is
+// stored, for the account's current generation.
+func (b *Backend) IssueDeviceToken(ctx context.Context, user string, current []byte) ([]byte, error) {
+	addr, err := b.sessionUser(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	if current != nil {
+		ok, err := b.DeviceTokenValid(ctx, addr, current)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return bytes.Clone(current), nil
+		}
+	}
+	token := make([]byte, xmap.DeviceTokenSize)
+	if _, err := rand.Read(token); err != nil {
+		return nil, fmt.Errorf("accounts: device token: %w", err)
+	}
+	h := sha256.Sum256(token)
+	err = b.store.AddDeviceToken(ctx, addr, h[:], MaxDeviceTokens, b.now())
+	if errors.Is(err, shard.ErrNotFound) {
+		return nil, xmap.Errorf(xmap.CodeDenied, "no such account")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("accounts: device token: %w", err)
+	}
+	return token, nil
+}
+
 // LookupSalt implements xmapserver.AccountBackend. An address without an
 // account, or whose account has not signed up, gets the stable fake salt and
 // the default parameters: the answer does not tell who has an account.
@@ -232,7 +303,9 @@ func (b *Backend) Signup(ctx context.Context, req *xmap.Signup) error {
 }
 
 // ChangePassphrase implements xmapserver.AccountBackend: login key, KDF
-// parameters and sealed key are replaced in one transaction.
+// parameters and sealed key are replaced in one transaction. The XMAP server
+// runs it only as the first request of a login made for it (proof of the
+// current login key); the new key ends every session of the account.
 func (b *Backend) ChangePassphrase(ctx context.Context, user string, req *xmap.ChangePassphrase) error {
 	login, err := loginMaterial(req.LoginKey, req.KDF, req.SealedKey)
 	if err != nil {
@@ -248,6 +321,11 @@ func (b *Backend) ChangePassphrase(ctx context.Context, user string, req *xmap.C
 	}
 	if err != nil {
 		return fmt.Errorf("accounts: change passphrase: %w", err)
+	}
+	// The new login key already ends every session (Generation); the device tokens go
+	// too, so a client that logged in with the old passphrase passes no lock-out now.
+	if err := b.store.ClearDeviceTokens(ctx, addr); err != nil {
+		b.log.Error("accounts: change passphrase: device tokens not cleared", "address", addr, "err", err)
 	}
 	b.log.Info("accounts: passphrase changed", "address", addr)
 	return nil

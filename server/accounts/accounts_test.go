@@ -3,6 +3,7 @@ package accounts_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"strings"
@@ -273,9 +274,31 @@ func TestChangePassphrase(t *testing.T) {
 		t.Fatalf("login after a refused change: %v", err)
 	}
 
+	oldPriv := alice.loginPriv
 	alice.setPassphrase(t, e, "new passphrase")
 	req := &xmap.ChangePassphrase{LoginKey: sexmap.LoginPublicKey(alice.loginPriv), KDF: alice.kdf(), SealedKey: alice.sealedKey}
-	if r := call(t, s, req); r.Err != nil {
+	// Without proof of the current login key (a request on a session that is
+	// merely logged in) it is refused and changes nothing.
+	if got := code(call(t, s, req)); got != xmap.CodeDenied {
+		t.Fatalf("change-passphrase on a used session: %q, want denied", got)
+	}
+	other, err := e.xk(alice.address, oldPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call(t, other, &xmap.GetAccount{})
+	if got := code(call(t, other, req)); got != xmap.CodeDenied {
+		t.Fatalf("change-passphrase as a second request: %q, want denied", got)
+	}
+	if l, err := e.store.LoginMaterial(ctx, alice.address); err != nil || !bytes.Equal(l.Salt, oldSalt) {
+		t.Fatalf("a refused change-passphrase changed the login material (%v)", err)
+	}
+	// With proof: the first request of a login made for it.
+	proof, err := e.xk(alice.address, oldPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := call(t, proof, req); r.Err != nil {
 		t.Fatalf("change-passphrase: %v", r.Err)
 	}
 	l, err := e.store.LoginMaterial(ctx, alice.address)
@@ -292,9 +315,9 @@ func TestChangePassphrase(t *testing.T) {
 	if _, err := e.login(t, alice.address, "new passphrase"); err != nil {
 		t.Errorf("new passphrase: %v", err)
 	}
-	// Sessions already open stay open.
-	if r := call(t, s, &xmap.PublicKeys{Addresses: []string{alice.address}}); r.Err != nil {
-		t.Errorf("old session after the change: %v", r.Err)
+	// Every session open before the change ends, the one that made it too.
+	for _, c := range []*sexmap.ClientSession{s, other, proof} {
+		ended(t, c, &xmap.PublicKeys{Addresses: []string{alice.address}})
 	}
 	// Anonymous sessions cannot change anything.
 	if got := code(call(t, e.nk(t), req)); got != xmap.CodeDenied {
@@ -339,15 +362,15 @@ func TestPublicKeys(t *testing.T) {
 		t.Errorf("not found = %q", got)
 	}
 
-	// A session whose account is gone is denied.
+	// A session whose account is gone has ended.
 	if err := e.store.DeleteUser(ctx, alice.address); err != nil {
 		t.Fatal(err)
 	}
-	if got := code(call(t, s, &xmap.PublicKeys{Addresses: asked})); got != xmap.CodeDenied {
-		t.Errorf("public-keys after the account was deleted: %q", got)
-	}
-	if got := code(call(t, s, &xmap.Logout{})); got != xmap.CodeDenied {
-		t.Errorf("logout after the account was deleted: %q", got)
+	ended(t, s, &xmap.PublicKeys{Addresses: asked})
+	ended(t, s, &xmap.Logout{})
+	// The backend itself still denies a user without an account.
+	if _, err := e.acc.PublicKeys(ctx, alice.address, &xmap.PublicKeys{Addresses: asked}); !errors.Is(err, xmap.ErrDenied) {
+		t.Errorf("PublicKeys for a deleted user: %v, want denied", err)
 	}
 }
 
@@ -422,18 +445,22 @@ func TestGetAccount(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) { check(t, tt.session(), tt.u) })
 	}
 
-	// After a passphrase change: the new salt and sealed key, in the session
-	// that changed it and in a new one logged in with the new passphrase.
+	// After a passphrase change (made, with proof, by a new login): the new
+	// salt and sealed key in a new session; the old sessions have ended.
 	oldSealed := alice.sealedKey
+	proof := login(alice)
 	alice.setPassphrase(t, e, "alice's new passphrase")
 	req := &xmap.ChangePassphrase{LoginKey: sexmap.LoginPublicKey(alice.loginPriv), KDF: alice.kdf(), SealedKey: alice.sealedKey}
-	if r := call(t, aliceOld, req); r.Err != nil {
+	if r := call(t, proof, req); r.Err != nil {
 		t.Fatalf("change-passphrase: %v", r.Err)
 	}
 	if bytes.Equal(oldSealed, alice.sealedKey) {
 		t.Fatal("test needs a different sealed key")
 	}
-	t.Run("after change-passphrase, same session", func(t *testing.T) { check(t, aliceOld, alice) })
+	t.Run("after change-passphrase, old sessions end", func(t *testing.T) {
+		ended(t, aliceOld, &xmap.GetAccount{})
+		ended(t, proof, &xmap.GetAccount{})
+	})
 	t.Run("after change-passphrase, new session", func(t *testing.T) { check(t, login(alice), alice) })
 
 	// Anonymous sessions get nothing; neither does a session whose account is
@@ -450,8 +477,53 @@ func TestGetAccount(t *testing.T) {
 	if err := e.store.DeleteUser(ctx, bob.address); err != nil {
 		t.Fatal(err)
 	}
-	if got := code(call(t, bobSession, &xmap.GetAccount{})); got != xmap.CodeDenied {
-		t.Errorf("get-account after the account was deleted: %q", got)
+	ended(t, bobSession, &xmap.GetAccount{})
+}
+
+// TestOldSessionCannotReachNewOwner is issue 9's item 4 as it was found: after
+// `cryptomail user del` (another process, here a second Store on the same
+// files), a new invite and a new owner's signup at the same address, the old
+// owner's session listed the new owner's INBOX, fetched their sealed key and
+// changed their passphrase. Now every request of it is refused.
+func TestOldSessionCannotReachNewOwner(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	old := newUser(t, e, "alice@example.org", "the old owner's passphrase")
+	if r := call(t, e.nk(t), old.signup(e.invite(t, old.address, time.Hour))); r.Err != nil {
+		t.Fatalf("signup: %v", r.Err)
+	}
+	s, err := e.login(t, old.address, old.passphrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := call(t, s, &xmap.GetAccount{}); r.Err != nil {
+		t.Fatalf("get-account: %v", r.Err)
+	}
+
+	// The administrator deletes the account from another process while the
+	// server runs, and invites the address again; a new owner signs up.
+	admin := e.otherProcess(t)
+	if err := admin.DeleteUser(ctx, old.address); err != nil {
+		t.Fatal(err)
+	}
+	code2, err := accounts.CreateInvite(ctx, admin, rand.Reader, old.address, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.secret(code2)
+	owner := newUser(t, e, "alice@example.org", "the new owner's passphrase")
+	if r := call(t, e.nk(t), owner.signup(code2)); r.Err != nil {
+		t.Fatalf("new owner's signup: %v", r.Err)
+	}
+
+	owner.setPassphrase(t, e, "the attacker's passphrase")
+	steal := &xmap.ChangePassphrase{LoginKey: sexmap.LoginPublicKey(owner.loginPriv), KDF: owner.kdf(), SealedKey: owner.sealedKey}
+	for _, cmd := range []xmap.Command{&xmap.ListFolders{}, &xmap.GetAccount{}, steal, &xmap.ListMessages{Folder: xmap.FolderRef{Name: "INBOX"}}} {
+		ended(t, s, cmd)
+	}
+	// The new owner still logs in with their own passphrase.
+	if _, err := e.login(t, owner.address, "the new owner's passphrase"); err != nil {
+		t.Fatalf("the new owner is locked out: %v", err)
 	}
 }
 
@@ -516,4 +588,101 @@ func signOnlyKey(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// TestDeviceTokens: the server issues device tokens to logged-in sessions,
+// keeps only their hashes (the newest MaxDeviceTokens), and forgets them with
+// a passphrase change or the account.
+func TestDeviceTokens(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	alice := newUser(t, e, "alice@example.org", "alice's passphrase")
+	if r := call(t, e.nk(t), alice.signup(e.invite(t, alice.address, time.Hour))); r.Err != nil {
+		t.Fatalf("signup: %v", r.Err)
+	}
+	s, err := e.login(t, alice.address, alice.passphrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(s *sexmap.ClientSession, current ...byte) []byte {
+		t.Helper()
+		req := &xmap.DeviceToken{}
+		if current != nil {
+			req.Current = current
+		}
+		r := call(t, s, req)
+		if r.Err != nil {
+			t.Fatalf("device-token: %v", r.Err)
+		}
+		return r.Result.(*xmap.DeviceTokenResult).Token
+	}
+	valid := func(address string, token []byte) bool {
+		t.Helper()
+		ok, err := e.acc.DeviceTokenValid(ctx, address, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	first := issue(s)
+	if !valid(alice.address, first) || !valid("Alice@Example.org", first) {
+		t.Fatal("an issued token is not valid")
+	}
+	// A client that holds a valid token gets it back, and nothing is stored.
+	if again := issue(s, first...); !bytes.Equal(again, first) {
+		t.Error("a valid current token was replaced")
+	}
+	if made := issue(s, bytes.Repeat([]byte{3}, 32)...); bytes.Equal(made, bytes.Repeat([]byte{3}, 32)) || !valid(alice.address, made) {
+		t.Error("an invalid current token was accepted instead of a new one issued")
+	}
+	if valid("bob@example.org", first) || valid(alice.address, bytes.Repeat([]byte{1}, 32)) || valid(alice.address, first[:31]) {
+		t.Error("a token is valid for another address, or a made-up one is valid")
+	}
+	if got := code(call(t, e.nk(t), &xmap.DeviceToken{})); got != xmap.CodeDenied {
+		t.Errorf("device-token in an anonymous session: %q", got)
+	}
+	// Bounded: the oldest goes first.
+	var last []byte
+	for range accounts.MaxDeviceTokens {
+		last = issue(s)
+	}
+	if valid(alice.address, first) || !valid(alice.address, last) {
+		t.Error("the oldest token was not dropped, or the newest is not valid")
+	}
+	// A passphrase change forgets them.
+	proof, err := e.xk(alice.address, alice.loginPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.setPassphrase(t, e, "alice's new passphrase")
+	if r := call(t, proof, &xmap.ChangePassphrase{LoginKey: sexmap.LoginPublicKey(alice.loginPriv), KDF: alice.kdf(), SealedKey: alice.sealedKey}); r.Err != nil {
+		t.Fatalf("change-passphrase: %v", r.Err)
+	}
+	if valid(alice.address, last) {
+		t.Error("a token survived the passphrase change")
+	}
+	// The next login sending the forgotten token gets a new one.
+	if s2, err := e.login(t, alice.address, alice.passphrase); err != nil {
+		t.Fatal(err)
+	} else if fresh := issue(s2, last...); bytes.Equal(fresh, last) || !valid(alice.address, fresh) {
+		t.Error("a forgotten token was not replaced")
+	}
+	// So does deleting the account, and a new account at the address has none.
+	s, err = e.login(t, alice.address, alice.passphrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := issue(s)
+	if err := e.otherProcess(t).DeleteUser(ctx, alice.address); err != nil {
+		t.Fatal(err)
+	}
+	if valid(alice.address, token) {
+		t.Error("a token survived the account")
+	}
+	if r := call(t, e.nk(t), alice.signup(e.invite(t, alice.address, time.Hour))); r.Err != nil {
+		t.Fatalf("signup again: %v", r.Err)
+	}
+	if valid(alice.address, token) {
+		t.Error("the old account's token is valid for the new one")
+	}
 }

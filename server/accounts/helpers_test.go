@@ -93,6 +93,7 @@ func canonical(a string) (string, error) {
 // backend, on a shard store in a temporary directory.
 type env struct {
 	store   *shard.Store
+	opts    shard.Options // the store's, for otherProcess
 	acc     *accounts.Backend
 	sx      *sexmap.Server
 	key     noise.DHKey
@@ -109,11 +110,12 @@ func newEnv(t *testing.T) *env {
 	dir := t.TempDir()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st, err := shard.Open(ctx, shard.Options{
+	opts := shard.Options{
 		DataDir: filepath.Join(dir, "data"),
 		Homes:   []string{filepath.Join(dir, "home1"), filepath.Join(dir, "home2")},
 		Logger:  logger,
-	})
+	}
+	st, err := shard.Open(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +124,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{store: st, key: key, clock: &clock{}, logs: logs}
+	e := &env{store: st, opts: opts, key: key, clock: &clock{}, logs: logs}
 	e.acc, err = accounts.New(accounts.Config{
 		Store:            st,
 		CanonicalAddress: canonical,
@@ -136,6 +138,9 @@ func newEnv(t *testing.T) *env {
 	xs := &xmapserver.Server{Backend: composed{e.acc, mail{memback.New(memback.Options{})}}, Logger: logger}
 	var sx *sexmap.Server
 	handler := sexmap.HandlerFunc(func(ctx context.Context, s *sexmap.Session, req []byte) []byte {
+		if s.Fresh {
+			ctx = xmapserver.WithLoginProof(ctx) // as server/xmap.go does
+		}
 		resp, loggedOut := xs.Serve(ctx, s.Address, s.Anonymous, req)
 		if loggedOut {
 			sx.EndSession(s.ID)
@@ -166,6 +171,18 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	return e
+}
+
+// otherProcess opens the server's files a second time, as the admin CLI
+// (`cryptomail user del`) does while the server runs.
+func (e *env) otherProcess(t *testing.T) *shard.Store {
+	t.Helper()
+	st, err := shard.Open(context.Background(), e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 // secret registers strings that must never be logged.
@@ -214,6 +231,19 @@ func call(t *testing.T, c *sexmap.ClientSession, cmd xmap.Command) xmap.Response
 		t.Fatalf("%s: unexpected response\n%s", cmd.Name(), out)
 	}
 	return resp.Responses[0]
+}
+
+// ended checks that a session is gone: its request is refused with
+// 401 unknown-session and never reaches XMAP.
+func ended(t *testing.T, c *sexmap.ClientSession, cmd xmap.Command) {
+	t.Helper()
+	var doc bytes.Buffer
+	if err := xmap.EncodeRequest(&doc, &xmap.Batch{Requests: []xmap.Request{{ID: "r1", Command: cmd}}}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.RoundTrip(context.Background(), doc.Bytes()); !errors.Is(err, sexmap.ErrUnknownSession) {
+		t.Errorf("%s on an ended session: %v, want unknown-session\n%s", cmd.Name(), err, out)
+	}
 }
 
 // code is a response's error code, "" for success.

@@ -13,6 +13,7 @@ test('error messages', () => {
     [new SexmapError('status', '', { status: 403, code: 'login-failed' }), 'login', /Wrong address or passphrase/],
     [new SexmapError('status', '', { status: 429, code: 'too-many-failures', retryAfter: 900 }), 'login', /Try again in 15 minutes/],
     [new SexmapError('status', '', { status: 429, code: 'too-many-failures', retryAfter: 7 }), 'login', /Try again in 7 seconds/],
+    [new SexmapError('status', '', { status: 429, code: 'rate-limited', retryAfter: 30 }), 'login', /Too many attempts from your network\. Try again in 30 seconds/],
     [new SexmapError('status', '', { status: 503, code: 'busy' }), '', /busy/],
     [new SexmapError('key-changed', '', { pinned: 'a', presented: 'b' }), '', /key has changed/],
     [new SexmapError('network', ''), '', /cannot be reached/],

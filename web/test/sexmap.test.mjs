@@ -8,7 +8,7 @@ import {
   CONTENT_TYPE, VERSION, PROLOGUE, FRAME, HEADER_SESSION, HEADER_HANDSHAKE, PATH_HANDSHAKE, PATH_TRANSPORT,
   argon2Raw, keysFromIKM, deriveKeys, validateKDFParams, passphraseBytes, serverSecret, fakeSalt,
   dial, sealFrame, openFrame, requestAD, responseAD, encodePublicKey, decodePublicKey, SexmapError,
-  fetchServerKey, PinStore, MemoryStorage, samePin,
+  fetchServerKey, PinStore, DeviceStore, MemoryStorage, samePin,
 } from '../src/lib/sexmap.js';
 import { HandshakeState, keyPair } from '../src/lib/noise.js';
 
@@ -96,8 +96,20 @@ function replayFetch(sv, wellKnown) {
   return { fetchFn, done: () => i === msgs.length };
 }
 
+// loginPayload is XK message 3's payload: the address, then 0x00 and the device token if the
+// vector has one (SEXMAP.md, "Device tokens").
+function loginPayload(sv) {
+  const a = utf8(sv.address);
+  if (!sv.device_token) return a;
+  const out = new Uint8Array(a.length + 1 + 32);
+  out.set(a);
+  out.set(fromHex(sv.device_token), a.length + 1);
+  return out;
+}
+
 for (const sv of V.sessions) {
-  test(`session ${sv.pattern}: client role against the recording`, async () => {
+  const name = sv.device_token ? `${sv.pattern} with a device token` : sv.pattern;
+  test(`session ${name}: client role against the recording`, async () => {
     assert.equal(sv.protocol_name, `Noise_${sv.pattern}_25519_ChaChaPoly_SHA256`);
     assert.equal(sv.prologue, toHex(PROLOGUE));
     const spub = fromHex(sv.server_static_public);
@@ -113,6 +125,7 @@ for (const sv of V.sessions) {
       fetchFn,
       loginPriv: xk ? fromHex(sv.client_static_private) : null,
       address: xk ? sv.address : '',
+      deviceToken: sv.device_token ? fromHex(sv.device_token) : null,
       ephemeral: fromHex(sv.client_ephemeral_private),
     });
     assert.equal(toHex(cs.handshakeHash), sv.handshake_hash);
@@ -127,7 +140,7 @@ for (const sv of V.sessions) {
     assert.ok(done(), 'every recorded message was exchanged');
   });
 
-  test(`session ${sv.pattern}: frames`, () => {
+  test(`session ${name}: frames`, () => {
     const sid = fromHex(sv.session_id);
     assert.equal(toBase64url(sid), sv.session_id_header);
     assert.deepEqual(fromBase64url(sv.session_id_header), sid);
@@ -157,7 +170,7 @@ for (const sv of V.sessions) {
 
   // The server role (SEXMAP.md step 4): with the server's ephemeral key injected, every server
   // message is reproduced too, so the vectors are covered in both directions.
-  test(`session ${sv.pattern}: server role`, () => {
+  test(`session ${name}: server role`, () => {
     const xk = sv.pattern === 'XK';
     const client = new HandshakeState({
       pattern: sv.pattern, initiator: true, prologue: PROLOGUE, rs: fromHex(sv.server_static_public),
@@ -176,11 +189,11 @@ for (const sv of V.sessions) {
     assert.equal(client.readMessage(m2).length, 0);
     if (xk) {
       assert.equal(sv.messages[1].headers[HEADER_HANDSHAKE], sv.handshake_id);
-      const m3 = client.writeMessage(utf8(sv.address));
+      const m3 = client.writeMessage(loginPayload(sv));
       assert.equal('13' + toHex(m3), sv.messages[2].body);
       assert.equal(sv.messages[2].headers[HEADER_HANDSHAKE], sv.handshake_id);
       assert.equal(sv.messages[2].path, PATH_HANDSHAKE);
-      assert.equal(fromUtf8(server.readMessage(m3)), sv.address);
+      assert.equal(toHex(server.readMessage(m3)), toHex(loginPayload(sv)));
       assert.equal(toHex(server.result.rs), sv.client_static_public);
       assert.equal(sv.messages[3].body, '14');
     }
@@ -282,4 +295,22 @@ test('pins', async () => {
   for (const bad of ['dSUIzJDGVoUlI1u9g8T9fxPYU2F-ycKsZ_MKPVOrYzI=', 'dSUIzJDGVoUlI1u9g8T9fxPYU2F+ycKsZ/MKPVOrYzI', 'dSUIzJDGVoUlI1u9g8T9fxPYU2F-ycKsZ_MKPVOrYzJ', 'abc']) {
     assert.throws(() => decodePublicKey(bad), SexmapError, bad);
   }
+});
+
+test('DeviceStore keeps one token per origin and lower-cased address', () => {
+  const ds = new DeviceStore(new MemoryStorage());
+  const t = new Uint8Array(32).fill(7);
+  assert.equal(ds.get('http://a', 'Bob@Example.org'), null);
+  ds.set('http://a', 'Bob@Example.org', t);
+  assert.deepEqual(ds.get('http://a', 'bob@example.org'), t);
+  assert.equal(ds.get('http://b', 'bob@example.org'), null);
+  assert.equal(ds.get('http://a', 'alice@example.org'), null);
+  ds.reset('http://a', 'BOB@example.org');
+  assert.equal(ds.get('http://a', 'bob@example.org'), null);
+});
+
+test('dial refuses a device token of the wrong size', async () => {
+  const fetchFn = async () => assert.fail('nothing may be sent');
+  await assert.rejects(dial({ baseURL: 'http://x', serverPub: new Uint8Array(32).fill(9), fetchFn, loginPriv: new Uint8Array(32).fill(1), address: 'a@b.c', deviceToken: new Uint8Array(31) }),
+    (err) => err instanceof SexmapError);
 });

@@ -58,9 +58,30 @@ func DialXK(ctx context.Context, httpClient *http.Client, baseURL string, server
 	return dial(ctx, httpClient, baseURL, serverPub, &loginPriv, address, rand.Reader)
 }
 
+// DialXKDevice is DialXK for a client that holds a device token, issued to it
+// after an earlier login (the XMAP request device-token). The token travels
+// inside XK message 3, after the address; with it, a correct login passes a
+// lock-out of the address that others' failed logins caused (never an IP
+// lock-out). A nil token is DialXK; a token the server does not know
+// changes nothing.
+func DialXKDevice(ctx context.Context, httpClient *http.Client, baseURL string, serverPub []byte, loginPriv [32]byte, address string, deviceToken []byte) (*ClientSession, error) {
+	if address == "" || len(address) > MaxAddressBytes {
+		return nil, fmt.Errorf("sexmap: address must be 1 to %d bytes", MaxAddressBytes)
+	}
+	if deviceToken != nil && len(deviceToken) != DeviceTokenSize {
+		return nil, fmt.Errorf("sexmap: device token must be %d bytes", DeviceTokenSize)
+	}
+	return dialToken(ctx, httpClient, baseURL, serverPub, &loginPriv, address, deviceToken, rand.Reader)
+}
+
 // dial runs either handshake; loginPriv == nil means NK. rng supplies the
 // ephemeral key, which only test vectors fix.
 func dial(ctx context.Context, hc *http.Client, baseURL string, serverPub []byte, loginPriv *[32]byte, address string, rng io.Reader) (*ClientSession, error) {
+	return dialToken(ctx, hc, baseURL, serverPub, loginPriv, address, nil, rng)
+}
+
+// dialToken is dial with a device token for XK message 3 (nil: none).
+func dialToken(ctx context.Context, hc *http.Client, baseURL string, serverPub []byte, loginPriv *[32]byte, address string, deviceToken []byte, rng io.Reader) (*ClientSession, error) {
 	if len(serverPub) != dhLen {
 		return nil, ErrBadPublicKey
 	}
@@ -110,7 +131,7 @@ func dial(ctx context.Context, hc *http.Client, baseURL string, serverPub []byte
 		if _, ok := decodeID(hid); !ok {
 			return nil, fmt.Errorf("%w: missing %s header", ErrBadResponse, HeaderHandshake)
 		}
-		msg3, k1, k2, err := hs.WriteMessage([]byte{frameXKFinal}, []byte(address))
+		msg3, k1, k2, err := hs.WriteMessage([]byte{frameXKFinal}, loginPayload(address, deviceToken))
 		if err != nil {
 			return nil, fmt.Errorf("sexmap: handshake: %w", err)
 		}

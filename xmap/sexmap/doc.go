@@ -19,6 +19,13 @@
 // WireGuard) accepts each counter at most once, so requests may run in
 // parallel.
 //
+// A logged-in session is bound to its account's generation (Accounts.Generation),
+// checked before every request: deleting, disabling or re-creating the account, or
+// a new login key, ends it. Session.Fresh marks the first request of a login just
+// made (proof of the login key, for change-passphrase). XK message 3 may carry a
+// device token after the address; a valid one lets a correct login pass the
+// lock-out of its address (not of its IP).
+//
 // Server side: NewServer, Server.ServeHTTP (or Server.Register), EndSession.
 // Client side: DialNK, DialXK, ClientSession.RoundTrip, FetchServerKey, Pin.
 // Keys: LoadOrCreateServerKey, DeriveKeys, LoginPublicKey, FakeSalt.

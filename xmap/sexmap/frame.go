@@ -1,10 +1,12 @@
 package sexmap
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"math"
+	"unicode/utf8"
 
 	"github.com/flynn/noise"
 )
@@ -49,6 +51,9 @@ const (
 	// MaxAddressBytes bounds the account address carried in XK message 3
 	// (RFC 5321 allows 254 octets between the angle brackets).
 	MaxAddressBytes = 254
+
+	// DeviceTokenSize is the size of a device token (see LoginPayload).
+	DeviceTokenSize = 32
 )
 
 // Handshake frame types: the first byte of every handshake body.
@@ -70,7 +75,7 @@ const dhLen = 32
 const (
 	noiseMsgEphemeralLen = dhLen + TagSize
 	xkFinalMinLen        = dhLen + TagSize + 1 + TagSize
-	xkFinalMaxLen        = dhLen + TagSize + MaxAddressBytes + TagSize
+	xkFinalMaxLen        = dhLen + TagSize + MaxAddressBytes + 1 + DeviceTokenSize + TagSize
 	maxHandshakeBody     = 512
 )
 
@@ -168,3 +173,38 @@ func decodeID(s string) ([IDSize]byte, bool) {
 
 // Compile-time check that the reserved counter is what the spec says.
 var _ = [1]struct{}{}[uint64(math.MaxUint64)-1-MaxCounter]
+
+// deviceTokenSep separates the address from a device token in the payload
+// of XK message 3. No address holds it (addresses have no control
+// characters), so a payload without it is an address alone, as before.
+const deviceTokenSep = 0x00
+
+// loginPayload is the payload of XK message 3: the address, then, if the
+// client has one, 0x00 and its 32-byte device token.
+func loginPayload(address string, deviceToken []byte) []byte {
+	p := []byte(address)
+	if deviceToken != nil {
+		p = append(p, deviceTokenSep)
+		p = append(p, deviceToken...)
+	}
+	return p
+}
+
+var errPayload = errors.New("malformed login payload")
+
+// parseLoginPayload splits the payload of XK message 3. The address is
+// returned as sent (the caller checks and canonicalizes it); token is nil
+// when none was sent.
+func parseLoginPayload(p []byte) (address string, token []byte, err error) {
+	addr := p
+	if i := bytes.IndexByte(p, deviceTokenSep); i >= 0 {
+		addr, token = p[:i], p[i+1:]
+		if len(token) != DeviceTokenSize {
+			return "", nil, errPayload
+		}
+	}
+	if len(addr) == 0 || len(addr) > MaxAddressBytes || !utf8.Valid(addr) {
+		return "", nil, errPayload
+	}
+	return string(addr), token, nil
+}

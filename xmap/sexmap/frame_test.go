@@ -3,7 +3,9 @@ package sexmap
 import (
 	"bytes"
 	"encoding/binary"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func FuzzParseFrame(f *testing.F) {
@@ -46,7 +48,7 @@ func FuzzParseHandshake(f *testing.F) {
 		case frameNKInit, frameNKResp, frameXKInit, frameXKResp:
 			ok = len(msg) == 48
 		case frameXKFinal:
-			ok = len(msg) >= 48+16+1 && len(msg) <= 48+16+MaxAddressBytes
+			ok = len(msg) >= 48+16+1 && len(msg) <= 48+16+MaxAddressBytes+1+DeviceTokenSize
 		case frameXKOK:
 			ok = len(msg) == 0
 		}
@@ -71,4 +73,28 @@ func TestDecodeID(t *testing.T) {
 			t.Errorf("decodeID(%q) ok = %v, want %v", s, got, ok)
 		}
 	}
+}
+
+func FuzzParseLoginPayload(f *testing.F) {
+	f.Add([]byte("alice@example.org"))
+	f.Add(loginPayload("alice@example.org", make([]byte, DeviceTokenSize)))
+	f.Add([]byte("a@b\x00short"))
+	f.Add([]byte{0})
+	f.Add([]byte{0xff, '@', 'b'})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		address, token, err := parseLoginPayload(p)
+		if err != nil {
+			return
+		}
+		if address == "" || len(address) > MaxAddressBytes || strings.IndexByte(address, 0) >= 0 || !utf8.ValidString(address) {
+			t.Fatalf("accepted address %q", address)
+		}
+		if token != nil && len(token) != DeviceTokenSize {
+			t.Fatalf("accepted a token of %d bytes", len(token))
+		}
+		// What was accepted is exactly what the client side writes.
+		if again := loginPayload(address, token); !bytes.Equal(again, p) {
+			t.Fatalf("parse(%x) = %q, %x; written back %x", p, address, token, again)
+		}
+	})
 }

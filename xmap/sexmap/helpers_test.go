@@ -41,10 +41,61 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// fakeAccounts maps canonical addresses to public login keys.
+// fakeAccounts maps canonical addresses to public login keys. An account's
+// generation is its key and its epoch (recreate bumps it); device tokens are
+// kept per address.
 type fakeAccounts struct {
-	mu   sync.Mutex
-	keys map[string][]byte
+	mu     sync.Mutex
+	keys   map[string][]byte
+	epochs map[string]byte
+	tokens map[string][][]byte
+}
+
+func (a *fakeAccounts) Generation(_ context.Context, address string) ([]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k, ok := a.keys[address]
+	if !ok {
+		return nil, fmt.Errorf("generation %q: %w", address, sexmap.ErrUnknownAccount)
+	}
+	return append(bytes.Clone(k), a.epochs[address]), nil
+}
+
+func (a *fakeAccounts) DeviceTokenValid(_ context.Context, address string, token []byte) (bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, t := range a.tokens[address] {
+		if bytes.Equal(t, token) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// set gives address the login key pub (nil: delete the account); a new
+// account, or one given a key again after deletion, is a new generation.
+func (a *fakeAccounts) set(address string, pub []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.epochs == nil {
+		a.epochs = map[string]byte{}
+	}
+	if pub == nil {
+		delete(a.keys, address)
+		delete(a.tokens, address)
+		a.epochs[address]++
+		return
+	}
+	a.keys[address] = pub
+}
+
+func (a *fakeAccounts) addToken(address string, token []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tokens == nil {
+		a.tokens = map[string][][]byte{}
+	}
+	a.tokens[address] = append(a.tokens[address], token)
 }
 
 func (a *fakeAccounts) LoginKey(_ context.Context, address string) ([]byte, error) {
@@ -181,7 +232,7 @@ type env struct {
 const aliceAddr = "alice@example.org"
 
 // newEnv starts a Server on 127.0.0.1 with an echo handler ("LOGOUT" ends
-// the session), an injected clock, and client IPs taken from X-Test-Ip.
+// the session, "FRESH?" answers Session.Fresh), an injected clock, and client IPs taken from X-Test-Ip.
 func newEnv(t testing.TB, mod func(*sexmap.Config)) *env {
 	static, err := noise.DH25519.GenerateKeypair(rand.Reader)
 	if err != nil {
@@ -205,6 +256,9 @@ func newEnv(t testing.TB, mod func(*sexmap.Config)) *env {
 	h := sexmap.HandlerFunc(func(_ context.Context, s *sexmap.Session, req []byte) []byte {
 		if string(req) == "LOGOUT" {
 			srv.EndSession(s.ID)
+		}
+		if string(req) == "FRESH?" {
+			return fmt.Appendf(nil, "%v", s.Fresh)
 		}
 		return []byte(s.Address + "|" + string(req))
 	})

@@ -5,7 +5,9 @@ import (
 	"container/list"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,14 +29,32 @@ import (
 // no account. The server treats it exactly like a wrong key.
 var ErrUnknownAccount = errors.New("sexmap: unknown account")
 
-// Accounts gives the server the public login key of an account. The address
-// is in the form Config.CanonicalAddress returns.
+// Accounts gives the server the public login key of an account, its
+// generation and its device tokens. The address is in the form
+// Config.CanonicalAddress returns.
 type Accounts interface {
 	// LoginKey returns the 32-byte X25519 public login key of address, or an
 	// error wrapping ErrUnknownAccount. Any other error is an internal one
 	// (HTTP 500) and does not count as a failed login.
 	LoginKey(ctx context.Context, address string) (pub []byte, err error)
+	// Generation returns an opaque value naming the account's current
+	// generation: it must differ once the account has been deleted,
+	// re-created, disabled or given a new login key, and be read from where
+	// another process's change (the admin CLI) is seen at once. A session
+	// is bound to the generation it logged in to and ends on the first
+	// request that finds another one. An account that is gone or unusable
+	// is an error wrapping ErrUnknownAccount. It is called on every request
+	// of a logged-in session, so it must be cheap.
+	Generation(ctx context.Context, address string) ([]byte, error)
+	// DeviceTokenValid reports whether token is a device token the server
+	// issued to a client of address's current generation (see
+	// docs/SEXMAP.md, "Device tokens"). The comparison must be constant-time.
+	DeviceTokenValid(ctx context.Context, address string, token []byte) (bool, error)
 }
+
+// ProofWindow is how long after its XK handshake a session's first request
+// counts as made with proof of the login key (Session.Fresh).
+const ProofWindow = time.Minute
 
 // Handler serves the requests of established sessions.
 type Handler interface {
@@ -58,6 +78,11 @@ type Session struct {
 	Address   string    // canonical account address; "" when Anonymous
 	Anonymous bool      // an NK session: no account behind it
 	Created   time.Time // when the handshake completed
+	// Fresh: this request is the first the session carries, and its XK
+	// handshake completed less than ProofWindow ago. Only a client holding
+	// the account's current login key can make such a request, so requests
+	// that need proof of the login key (change-passphrase) demand it.
+	Fresh bool
 }
 
 // Config configures a Server. Zero fields take the defaults shown.
@@ -172,6 +197,8 @@ type session struct {
 	lastUsed time.Time
 	elem     *list.Element
 	gone     bool
+	gen      []byte // the account generation logged in to; nil when anonymous
+	used     bool   // a request has been accepted
 }
 
 type pending struct {
@@ -461,7 +488,7 @@ func (s *Server) handshakeNK(w http.ResponseWriter, r *http.Request, msg []byte)
 		s.internal(w, r, "NK message 2", err)
 		return
 	}
-	sess, err := s.newSession(c1.Cipher(), c2.Cipher(), "")
+	sess, err := s.newSession(c1.Cipher(), c2.Cipher(), "", nil)
 	if err != nil {
 		s.internal(w, r, "new session", err)
 		return
@@ -549,18 +576,22 @@ func (s *Server) handshakeXKFinal(w http.ResponseWriter, r *http.Request, msg []
 		s.refuse(w, r, rejBadHandshake, 0)
 		return
 	}
+	sent, token, err := parseLoginPayload(payload)
 	var address string
-	if utf8.Valid(payload) {
-		address, err = s.cfg.CanonicalAddress(string(payload))
-	} else {
-		err = errors.New("address is not UTF-8")
+	if err == nil {
+		address, err = s.cfg.CanonicalAddress(sent)
 	}
 	if err != nil {
-		s.loginFailed(w, r, "", ip, now)
+		s.loginFailed(w, r, "", "", ip, now)
+		return
+	}
+	lockKey, err := s.lockKey(r.Context(), address, token)
+	if err != nil {
+		s.internal(w, r, "device token lookup", err)
 		return
 	}
 	s.mu.Lock()
-	wait = s.byAddress.wait(address, now, &s.cfg.Lockout)
+	wait = s.byAddress.wait(lockKey, now, &s.cfg.Lockout)
 	s.mu.Unlock()
 	if wait > 0 {
 		s.refuse(w, r, rejLocked, wait)
@@ -578,32 +609,97 @@ func (s *Server) handshakeXKFinal(w http.ResponseWriter, r *http.Request, msg []
 	// Unknown and wrong take the same path: one constant-time comparison,
 	// one failure count, one identical response.
 	if subtle.ConstantTimeCompare(stored, hs.PeerStatic())&known != 1 {
-		s.loginFailed(w, r, address, ip, now)
+		s.loginFailed(w, r, address, lockKey, ip, now)
+		return
+	}
+	gen, err := s.loginGeneration(r.Context(), address, hs.PeerStatic())
+	if errors.Is(err, errKeyChanged) {
+		s.loginFailed(w, r, address, lockKey, ip, now)
+		return
+	}
+	if err != nil {
+		s.internal(w, r, "account generation", err)
 		return
 	}
 	s.mu.Lock()
 	s.byAddress.reset(address)
+	s.byAddress.reset(lockKey)
 	s.mu.Unlock()
-	sess, err := s.newSession(c1.Cipher(), c2.Cipher(), address)
+	sess, err := s.newSession(c1.Cipher(), c2.Cipher(), address, gen)
 	if err != nil {
 		s.internal(w, r, "new session", err)
 		return
 	}
-	s.log.Info("sexmap: login", "address", address, "ip", ip)
+	s.log.Info("sexmap: login", "address", address, "ip", ip, "device", lockKey != address)
 	w.Header().Set(HeaderSession, sess.info.ID)
 	writeOK(w, []byte{frameXKOK})
 }
 
-func (s *Server) loginFailed(w http.ResponseWriter, r *http.Request, address, ip string, now time.Time) {
+// loginGeneration returns the generation a login with the proven key peer
+// is bound to. It runs only after the key matched (so unknown and wrong
+// logins cost what they always did): the generation, then the key again, so
+// that a passphrase changed meanwhile cannot leave a session of the old key
+// bound to the new generation. A key that no longer matches is a failed login.
+func (s *Server) loginGeneration(ctx context.Context, address string, peer []byte) ([]byte, error) {
+	gen, err := s.cfg.Accounts.Generation(ctx, address)
+	var again []byte
+	if err == nil {
+		again, err = s.cfg.Accounts.LoginKey(ctx, address)
+	}
+	switch {
+	case errors.Is(err, ErrUnknownAccount):
+		return nil, errKeyChanged
+	case err != nil:
+		return nil, err
+	case subtle.ConstantTimeCompare(again, peer) != 1:
+		return nil, errKeyChanged
+	}
+	return gen, nil
+}
+
+// errKeyChanged: the account or its login key changed while a login was
+// being checked; the login fails.
+var errKeyChanged = errors.New("account changed during the login")
+
+// lockKey names the address lock-out record a login attempt is checked
+// against: the address itself, or, for a client presenting a valid device
+// token, a record of that token alone, so that a stranger's failures on the
+// address do not lock out a client that has logged in before (the IP
+// lock-out still applies to everyone). A token that is not valid changes
+// nothing.
+func (s *Server) lockKey(ctx context.Context, address string, token []byte) (string, error) {
+	if token == nil {
+		return address, nil
+	}
+	ok, err := s.cfg.Accounts.DeviceTokenValid(ctx, address, token)
+	if errors.Is(err, ErrUnknownAccount) || err == nil && !ok {
+		return address, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(token)
+	return address + "\x00device " + hex.EncodeToString(sum[:16]), nil
+}
+
+// loginFailed counts a failed login against the IP, the address and, when
+// the client presented a valid device token, that token's own record
+// (lockKey ≠ address): a stolen token buys no more guesses than the address
+// lock-out allows.
+func (s *Server) loginFailed(w http.ResponseWriter, r *http.Request, address, lockKey, ip string, now time.Time) {
 	s.mu.Lock()
 	ipFailures := s.byIP.fail(ip, now, &s.cfg.Lockout)
 	addrFailures := 0
 	if address != "" {
 		addrFailures = s.byAddress.fail(address, now, &s.cfg.Lockout)
 	}
+	deviceFailures := 0
+	if lockKey != "" && lockKey != address {
+		deviceFailures = s.byAddress.fail(lockKey, now, &s.cfg.Lockout)
+	}
 	s.mu.Unlock()
 	s.log.Warn("sexmap: login failed", "address", address, "ip", ip,
-		"address_failures", addrFailures, "ip_failures", ipFailures)
+		"address_failures", addrFailures, "ip_failures", ipFailures, "device_failures", deviceFailures)
 	reject(w, rejLoginFailed, 0)
 }
 
@@ -663,6 +759,9 @@ func (s *Server) serveTransport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info, rej := s.accept(sess, counter)
+	if rej == nil {
+		rej = s.checkGeneration(r, sess)
+	}
 	if rej != nil {
 		s.refuse(w, r, *rej, 0)
 		return
@@ -699,7 +798,33 @@ func (s *Server) accept(sess *session, counter uint64) (Session, *rejection) {
 	}
 	sess.lastUsed = now
 	s.pool(sess.info.Anonymous).MoveToBack(sess.elem)
-	return sess.info, nil
+	info := sess.info
+	info.Fresh = !sess.used && !info.Anonymous && now.Sub(info.Created) < ProofWindow
+	sess.used = true
+	return info, nil
+}
+
+// checkGeneration ends a logged-in session whose account is no longer the
+// generation it logged in to (deleted, re-created, disabled, new login key),
+// whichever process changed it: it asks Accounts on every request.
+func (s *Server) checkGeneration(r *http.Request, sess *session) *rejection {
+	if sess.gen == nil {
+		return nil
+	}
+	gen, err := s.cfg.Accounts.Generation(r.Context(), sess.info.Address)
+	if err != nil && !errors.Is(err, ErrUnknownAccount) {
+		s.log.Error("sexmap: internal error", "path", r.URL.Path, "what", "account generation", "err", err)
+		return &rejInternal
+	}
+	if err == nil && subtle.ConstantTimeCompare(gen, sess.gen) == 1 {
+		return nil
+	}
+	s.mu.Lock()
+	if !sess.gone {
+		s.removeSession(sess, "account changed")
+	}
+	s.mu.Unlock()
+	return &rejUnknownSession
 }
 
 func (s *Server) refusePendingPerIP(w http.ResponseWriter, r *http.Request, ip string, now time.Time) {
@@ -798,7 +923,7 @@ func (s *Server) newID(taken func([IDSize]byte) bool) ([IDSize]byte, error) {
 	}
 }
 
-func (s *Server) newSession(recv, send noise.Cipher, address string) (*session, error) {
+func (s *Server) newSession(recv, send noise.Cipher, address string, gen []byte) (*session, error) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -813,6 +938,7 @@ func (s *Server) newSession(recv, send noise.Cipher, address string) (*session, 
 		recv:     recv,
 		send:     send,
 		lastUsed: now,
+		gen:      gen,
 	}
 	sess.elem = s.pool(sess.info.Anonymous).PushBack(sess)
 	s.sessions[id] = sess

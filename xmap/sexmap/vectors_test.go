@@ -95,6 +95,7 @@ type sessionVector struct {
 	ClientStaticPrivate    string        `json:"client_static_private,omitempty"`
 	ClientStaticPublic     string        `json:"client_static_public,omitempty"`
 	Address                string        `json:"address,omitempty"`
+	DeviceToken            string        `json:"device_token,omitempty"` // XK with a device token only
 	ClientEphemeralPrivate string        `json:"client_ephemeral_private"`
 	ServerEphemeralPrivate string        `json:"server_ephemeral_private"`
 	HandshakeID            string        `json:"handshake_id,omitempty"`
@@ -170,7 +171,7 @@ func TestVectors(t *testing.T) {
 	if err := dec.Decode(&back); err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Sessions) != 2 || len(back.KDF) != 3 {
+	if len(back.Sessions) != 3 || len(back.KDF) != 3 {
 		t.Fatalf("vectors file holds %d sessions, %d KDF examples", len(back.Sessions), len(back.KDF))
 	}
 }
@@ -249,13 +250,17 @@ func buildVectors(t *testing.T) vectorFile {
 	}
 
 	v.Sessions = []sessionVector{
-		sessionVectors(t, "NK", serverPriv, nil, "", []string{
+		sessionVectors(t, "NK", "NK", serverPriv, nil, "", nil, []string{
 			`<?xml version="1.0" encoding="UTF-8"?><xmap xmlns="urn:cryptomail:xmap:1"><salt address="alice@example.org"/></xmap>`,
 			`<?xml version="1.0" encoding="UTF-8"?><xmap xmlns="urn:cryptomail:xmap:1"><salt address="nobody@example.org"/></xmap>`,
 		}),
-		sessionVectors(t, "XK", serverPriv, &aliceLogin, "alice@example.org", []string{
+		sessionVectors(t, "XK", "XK", serverPriv, &aliceLogin, "alice@example.org", nil, []string{
 			`<?xml version="1.0" encoding="UTF-8"?><xmap xmlns="urn:cryptomail:xmap:1"><folders/></xmap>`,
 			`<?xml version="1.0" encoding="UTF-8"?><xmap xmlns="urn:cryptomail:xmap:1"><logout/></xmap>`,
+		}),
+		// A login with a device token after the address (SEXMAP.md, "Device tokens").
+		sessionVectors(t, "XK", "XK device token", serverPriv, &aliceLogin, "alice@example.org", seed("device token"), []string{
+			`<?xml version="1.0" encoding="UTF-8"?><xmap xmlns="urn:cryptomail:xmap:1"><folders/></xmap>`,
 		}),
 	}
 	return v
@@ -274,6 +279,14 @@ func (a vectorAccounts) LoginKey(_ context.Context, address string) ([]byte, err
 		return k, nil
 	}
 	return nil, ErrUnknownAccount
+}
+
+func (a vectorAccounts) Generation(ctx context.Context, address string) ([]byte, error) {
+	return a.LoginKey(ctx, address)
+}
+
+func (a vectorAccounts) DeviceTokenValid(_ context.Context, _ string, token []byte) (bool, error) {
+	return bytes.Equal(token, seed("device token")), nil
 }
 
 // recorder keeps every HTTP exchange of the vector run, in order.
@@ -314,16 +327,16 @@ func sexmapHeaders(h http.Header) map[string]string {
 // sessionVectors runs one handshake and two requests through the real client
 // and server over HTTP with fixed randomness, then recomputes everything with
 // the noise library directly and checks both agree.
-func sessionVectors(t *testing.T, pattern string, serverPriv []byte, clientPriv *[32]byte, address string, requests []string) sessionVector {
+func sessionVectors(t *testing.T, pattern, label string, serverPriv []byte, clientPriv *[32]byte, address string, token []byte, requests []string) sessionVector {
 	serverPub, _ := curve25519.X25519(serverPriv, curve25519.Basepoint)
 	static := noise.DHKey{Private: serverPriv, Public: serverPub}
-	clientE := seed(pattern + " client ephemeral")
-	serverE := seed(pattern + " server ephemeral")
-	sid := seed(pattern + " session id")[:IDSize]
+	clientE := seed(label + " client ephemeral")
+	serverE := seed(label + " server ephemeral")
+	sid := seed(label + " session id")[:IDSize]
 	var hid []byte
 	serverRand := cat(serverE, sid)
 	if pattern == "XK" {
-		hid = seed(pattern + " handshake id")[:IDSize]
+		hid = seed(label + " handshake id")[:IDSize]
 		serverRand = cat(serverE, hid, sid)
 	}
 	sr, cr := &fixedReader{data: serverRand}, &fixedReader{data: clientE}
@@ -341,7 +354,7 @@ func sessionVectors(t *testing.T, pattern string, serverPriv []byte, clientPriv 
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	rec := &recorder{}
-	c, err := dial(t.Context(), &http.Client{Transport: rec}, ts.URL, serverPub, clientPriv, address, cr)
+	c, err := dialToken(t.Context(), &http.Client{Transport: rec}, ts.URL, serverPub, clientPriv, address, token, cr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +388,7 @@ func sessionVectors(t *testing.T, pattern string, serverPriv []byte, clientPriv 
 	var noiseMsgs [][]byte
 	var ics, rcs [2]*noise.CipherState
 	writer, reader := ini, res
-	payloads := [][]byte{nil, nil, []byte(address)}
+	payloads := [][]byte{nil, nil, loginPayload(address, token)}
 	for i := range len(hsPattern.Messages) {
 		msg, a, b, err := writer.WriteMessage(nil, payloads[i])
 		if err != nil {
@@ -445,6 +458,7 @@ func sessionVectors(t *testing.T, pattern string, serverPriv []byte, clientPriv 
 		ServerStaticPublic:     x(serverPub),
 		ServerStaticBase64URL:  EncodePublicKey(serverPub),
 		Address:                address,
+		DeviceToken:            hexOrEmpty(token),
 		ClientEphemeralPrivate: x(clientE),
 		ServerEphemeralPrivate: x(serverE),
 		SessionID:              x(sid),
@@ -461,4 +475,11 @@ func sessionVectors(t *testing.T, pattern string, serverPriv []byte, clientPriv 
 		sv.HandshakeID = encodeID(hid)
 	}
 	return sv
+}
+
+func hexOrEmpty(b []byte) string {
+	if b == nil {
+		return ""
+	}
+	return x(b)
 }

@@ -37,7 +37,13 @@ type AccountBackend interface {
 	// (address taken, or a pre-created account's key differs). Anonymous.
 	Signup(ctx context.Context, req *xmap.Signup) error
 	// ChangePassphrase replaces login key, KDF parameters and sealed key in one transaction.
+	// The server runs it only with proof of the current login key (WithLoginProof); the
+	// backend must also forget the account's device tokens.
 	ChangePassphrase(ctx context.Context, user string, req *xmap.ChangePassphrase) error
+	// IssueDeviceToken returns current when it is a valid device token of the session
+	// user's account (storing nothing); otherwise it makes a new random one, keeps only its
+	// hash (and a bounded number of them per account) and returns it.
+	IssueDeviceToken(ctx context.Context, user string, current []byte) ([]byte, error)
 	// Account returns the session user's own account: address, public key (binary), KDF
 	// parameters and sealed private key, as signup or the last change-passphrase stored
 	// them. It takes no address: user is the only account it may return.

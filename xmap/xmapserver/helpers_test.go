@@ -51,14 +51,18 @@ func newWorld(t *testing.T, opts memback.Options) *world {
 
 // session talks XMAP as a Go client does: encode, Handle, decode.
 type session struct {
-	w    *world
-	user string
-	anon bool
+	w      *world
+	user   string
+	anon   bool
+	proven bool // requests carry proof of the login key (xmapserver.WithLoginProof)
 }
 
 func (w *world) anon() *session { return &session{w: w, anon: true} }
 
 func (w *world) as(user string) *session { return &session{w: w, user: user} }
+
+// proven is as, for the first request of a login just made: with proof of the login key.
+func (w *world) proven(user string) *session { return &session{w: w, user: user, proven: true} }
 
 // signup creates an active account through the protocol.
 func (w *world) signup(address string) *session {
@@ -83,7 +87,11 @@ func signupReq(invite, address string, pub []byte) *xmap.Signup {
 
 // raw runs a document and returns the response document.
 func (s *session) raw(doc []byte) []byte {
-	return s.w.srv.Handle(context.Background(), s.user, s.anon, doc)
+	ctx := context.Background()
+	if s.proven {
+		ctx = xmapserver.WithLoginProof(ctx)
+	}
+	return s.w.srv.Handle(ctx, s.user, s.anon, doc)
 }
 
 func (s *session) do(cmds ...xmap.Command) []xmap.Response {

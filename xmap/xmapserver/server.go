@@ -116,7 +116,19 @@ func (s *Server) run(ctx context.Context, re *xmap.ResponseEncoder, user string,
 	case *xmap.Signup:
 		return &xmap.SignupResult{}, b.Signup(ctx, c)
 	case *xmap.ChangePassphrase:
+		if !LoginProven(ctx) {
+			return nil, xmap.Errorf(xmap.CodeDenied, "change-passphrase needs proof of the current passphrase: send it as the first request of a new login")
+		}
 		return &xmap.ChangePassphraseResult{}, b.ChangePassphrase(ctx, user, c)
+	case *xmap.DeviceToken:
+		token, err := b.IssueDeviceToken(ctx, user, c.Current)
+		if err != nil {
+			return nil, err
+		}
+		if len(token) != xmap.DeviceTokenSize {
+			return nil, fmt.Errorf("xmapserver: backend issued a device token of %d bytes", len(token))
+		}
+		return &xmap.DeviceTokenResult{Token: token}, nil
 	case *xmap.Logout:
 		return &xmap.LogoutResult{}, b.Logout(ctx, user)
 	case *xmap.GetAccount:
@@ -368,4 +380,20 @@ func checkAppend(c *xmap.Append) error {
 		return xmap.Errorf(xmap.CodeBadRequest, "summary is not an encrypted OpenPGP message (binary: session-key packets, then one SEIPD packet)")
 	}
 	return nil
+}
+
+type loginProofKey struct{}
+
+// WithLoginProof marks ctx as carrying a request made with proof of the account's current
+// login key: the transport sets it for the first request of a session whose XK handshake
+// has just completed (sexmap.Session.Fresh). change-passphrase runs only with it, so a
+// stolen or stale session cannot change the passphrase.
+func WithLoginProof(ctx context.Context) context.Context {
+	return context.WithValue(ctx, loginProofKey{}, true)
+}
+
+// LoginProven reports whether ctx was marked by WithLoginProof.
+func LoginProven(ctx context.Context) bool {
+	v, _ := ctx.Value(loginProofKey{}).(bool)
+	return v
 }

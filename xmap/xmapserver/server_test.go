@@ -75,13 +75,20 @@ func TestAccounts(t *testing.T) {
 		t.Errorf("carol's INBOX after activation: %+v", got)
 	}
 
-	// Passphrase change replaces all three in one go.
-	alice := w.as("alice@example.org")
-	xmaptest.OK[*xmap.ChangePassphraseResult](t, alice.one(&xmap.ChangePassphrase{
+	// Passphrase change replaces all three in one go, and only with proof of the current
+	// login key (the first request of a login just made): a session that is merely
+	// logged in, perhaps stolen, cannot change it.
+	change := &xmap.ChangePassphrase{
 		LoginKey:  bytes.Repeat([]byte{9}, 32),
 		KDF:       xmap.KDF{Alg: xmap.KDFArgon2id, Salt: bytes.Repeat([]byte{2}, 16), Time: 4, Memory: 1 << 17, Threads: 2},
 		SealedKey: []byte("resealed"),
-	}))
+	}
+	alice := w.as("alice@example.org")
+	xmaptest.Fails(t, alice.one(change), xmap.CodeDenied)
+	if cr, _ := w.b.Credentials("alice@example.org"); cr.LoginKey[0] == 9 {
+		t.Fatal("change-passphrase without proof changed the login key")
+	}
+	xmaptest.OK[*xmap.ChangePassphraseResult](t, w.proven("alice@example.org").one(change))
 	cr, _ := w.b.Credentials("alice@example.org")
 	if cr.LoginKey[0] != 9 || cr.KDF.Time != 4 || string(cr.SealedKey) != "resealed" || !cr.Active {
 		t.Errorf("credentials after change: %+v", cr)
@@ -200,7 +207,7 @@ func TestGetAccount(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.before != nil {
-				if r := alice.one(tc.before); r.Err != nil {
+				if r := w.proven(alice.user).one(tc.before); r.Err != nil {
 					t.Fatalf("%s: %v", tc.before.Name(), r.Err)
 				}
 			}
@@ -250,6 +257,7 @@ func everyCommand(msg, folder string) []xmap.Command {
 		&xmap.ChangePassphrase{LoginKey: bytes.Repeat([]byte{1}, 32), KDF: xmap.KDF{Alg: xmap.KDFArgon2id, Salt: bytes.Repeat([]byte{3}, 16), Time: 3, Memory: 65536, Threads: 4}, SealedKey: []byte("s")},
 		&xmap.PublicKeys{Addresses: []string{"alice@example.org"}},
 		&xmap.GetAccount{},
+		&xmap.DeviceToken{},
 		&xmap.ListFolders{},
 		&xmap.CreateFolder{FolderName: "New"},
 		&xmap.RenameFolder{Folder: byID(folder), NewName: "Renamed"},
@@ -298,7 +306,7 @@ func TestIsolation(t *testing.T) {
 				r := b.one(c)
 				switch c.(type) {
 				case *xmap.SaltLookup, *xmap.Signup, *xmap.ChangePassphrase, *xmap.PublicKeys,
-					*xmap.ListFolders, *xmap.CreateFolder, *xmap.ListContacts, *xmap.Changes, *xmap.Wait, *xmap.Logout:
+					*xmap.ListFolders, *xmap.CreateFolder, *xmap.ListContacts, *xmap.Changes, *xmap.Wait, *xmap.Logout, *xmap.DeviceToken:
 					continue // name no object of alice's; checked below
 				case *xmap.Fetch:
 					if f := xmaptest.OK[*xmap.FetchResult](t, r); len(f.Messages) != 0 || len(f.NotFound) != 1 {

@@ -57,16 +57,18 @@ const sleep = (s) => new Promise((r) => setTimeout(r, s * 1000));
 /**
  * Client talks to one CryptoMail server.
  *
- * options: baseURL; fetchFn; pins (a PinStore); onPin(keyText) called when a key is pinned
+ * options: baseURL; fetchFn; pins (a PinStore); devices (a DeviceStore; null: keep no
+ * device token); onPin(keyText) called when a key is pinned
  * on first use; kdfParams for new passphrases (default: SEXMAP.md's defaults); derive
  * (passphrase, salt, params, onProgress) → { loginPriv, loginPub, sealKey }; now() → Date.
  */
 export class Client {
-  constructor({ baseURL, fetchFn, pins, onPin = () => {}, kdfParams: params = DEFAULT_KDF_PARAMS, derive = deriveInline, now = () => new Date() }) {
+  constructor({ baseURL, fetchFn, pins, devices = null, onPin = () => {}, kdfParams: params = DEFAULT_KDF_PARAMS, derive = deriveInline, now = () => new Date() }) {
     validateKDFParams(params);
     this.baseURL = baseURL.replace(/\/+$/, '');
     this.fetchFn = fetchFn;
     this.pins = pins;
+    this.devices = devices;
     this.onPin = onPin;
     this.kdf = params;
     this.derive = derive;
@@ -93,13 +95,23 @@ export class Client {
     this.pins.reset(this.baseURL);
   }
 
+  /** deviceToken returns the device token kept for address, or null. */
+  deviceToken(address) {
+    return this.devices ? this.devices.get(this.baseURL, address) : null;
+  }
+
+  /** dialLogin logs in (Noise XK) with a login key, sending the kept device token if any. */
+  dialLogin(loginPriv, address) {
+    return this.dialWith({ loginPriv, address, deviceToken: this.deviceToken(address) });
+  }
+
   async dialWith(opts) {
     const serverPub = await this.serverKey();
     for (let attempt = 0; ; attempt++) {
       try {
         return await dial({ baseURL: this.baseURL, serverPub, fetchFn: this.fetchFn, ...opts });
       } catch (err) {
-        if (err instanceof SexmapError && err.busy && attempt < BUSY_RETRIES && err.retryAfter <= MAX_BUSY_WAIT) {
+        if (err instanceof SexmapError && (err.busy || err.rateLimited) && attempt < BUSY_RETRIES && err.retryAfter <= MAX_BUSY_WAIT) {
           await sleep(Math.max(err.retryAfter, 0.1));
           continue;
         }
@@ -173,7 +185,7 @@ export class Client {
     onStep('login', 0);
     let cs;
     try {
-      cs = await this.dialWith({ loginPriv: keys.loginPriv, address });
+      cs = await this.dialLogin(keys.loginPriv, address);
     } catch (err) {
       wipe(keys.loginPriv, keys.sealKey);
       throw err;
@@ -189,6 +201,7 @@ export class Client {
     } finally {
       wipe(keys.sealKey);
     }
+    await s.keepDeviceToken();
     return s;
   }
 }
@@ -309,7 +322,7 @@ export class Session {
   async renew(expired) {
     if (this.cs !== expired) return this.cs;
     if (!this.renewing) {
-      this.renewing = this.c.dialWith({ loginPriv: this.loginPriv, address: this.address })
+      this.renewing = this.c.dialLogin(this.loginPriv, this.address)
         .then((cs) => {
           this.cs = cs;
           return cs;
@@ -705,21 +718,50 @@ export class Session {
     }
   }
 
+  /** keepDeviceToken makes sure a valid device token is kept (CLIENT.md, "Device tokens"):
+   * it sends the one it holds, which the server answers back while valid, or a new one. It
+   * is a convenience for later sign-ins: a failure is ignored. */
+  async keepDeviceToken() {
+    if (!this.c.devices) return;
+    try {
+      const current = this.c.deviceToken(this.address);
+      const r = await this.one('device-token', current ? { current } : {});
+      this.c.devices.set(this.c.baseURL, this.address, r.token);
+    } catch {
+      // an older server, or storage that refuses: sign-ins simply go without a token
+    }
+  }
+
   /** changePassphrase derives new keys with a new salt, re-seals the same private key and
-   * replaces all three on the server in one request; the session renews with the new key. */
+   * replaces all three on the server in one request. The server wants proof of the current
+   * passphrase: the request is the first of a new login made with the current login key
+   * (XMAP.md, change-passphrase). The change ends every session of the account, so the
+   * session then logs in again with the new key (the user stays signed in here) and takes
+   * a new device token. */
   async changePassphrase(passphrase, onProgress) {
     const key = this.privateKey();
     if (!passphrase) throw new ClientError('the passphrase is empty');
     const login = await this.c.newLogin(this.address, passphrase, key, onProgress);
     wipe(login.sealKey);
     try {
-      await this.one('change-passphrase', { loginKey: login.loginPub, kdf: login.kdf, sealedKey: login.sealed });
+      const proof = await this.c.dialLogin(this.loginPriv, this.address);
+      const [r] = await exchange((doc) => proof.roundTrip(doc), [
+        { op: 'change-passphrase', loginKey: login.loginPub, kdf: login.kdf, sealedKey: login.sealed },
+      ]);
+      if (r.error) throw r.error;
     } catch (err) {
       wipe(login.loginPriv);
       throw err;
     }
+    if (this.c.devices) this.c.devices.reset(this.c.baseURL, this.address);
     wipe(this.loginPriv);
     this.loginPriv = login.loginPriv;
+    try {
+      await this.renew(this.cs);
+      await this.keepDeviceToken();
+    } catch {
+      // the next request logs in again
+    }
   }
 }
 

@@ -60,8 +60,14 @@ export class SexmapError extends Error {
     return this.kind === 'status' && this.status === 403;
   }
 
+  /** lockedOut: too many failed logins for this address or client (429 locked-out). */
   get lockedOut() {
-    return this.kind === 'status' && this.status === 429;
+    return this.kind === 'status' && this.status === 429 && this.code !== 'rate-limited';
+  }
+
+  /** rateLimited: too many handshakes or requests from this client IP (429 rate-limited). */
+  get rateLimited() {
+    return this.kind === 'status' && this.status === 429 && this.code === 'rate-limited';
   }
 
   get busy() {
@@ -207,6 +213,45 @@ export class PinStore {
 
   reset(origin) {
     this.storage.removeItem(this.prefix + origin);
+  }
+}
+
+/** DEVICE_TOKEN_SIZE is the size of a device token. */
+export const DEVICE_TOKEN_SIZE = 32;
+
+/**
+ * A DeviceStore keeps the device token the server issued after a login, per server origin
+ * and lower-cased address, in localStorage. A token opens nothing by itself: it only lets a
+ * correct login from this browser pass a lock-out of the address that others caused
+ * (CLIENT.md, "Device tokens"), so it may sit in plain storage like the pin.
+ */
+export class DeviceStore {
+  constructor(storage, prefix = 'cryptomail.device.') {
+    this.storage = storage;
+    this.prefix = prefix;
+  }
+
+  key(origin, address) {
+    return `${this.prefix}${origin} ${address.replace(/[A-Z]/g, (c) => c.toLowerCase())}`;
+  }
+
+  get(origin, address) {
+    const v = this.storage.getItem(this.key(origin, address));
+    if (v === null) return null;
+    try {
+      const t = fromBase64url(v);
+      return t.length === DEVICE_TOKEN_SIZE ? t : null;
+    } catch {
+      return null;
+    }
+  }
+
+  set(origin, address, token) {
+    this.storage.setItem(this.key(origin, address), toBase64url(token));
+  }
+
+  reset(origin, address) {
+    this.storage.removeItem(this.key(origin, address));
   }
 }
 
@@ -400,9 +445,11 @@ export class ClientSession {
  * dial runs a handshake and returns a ClientSession.
  *
  * options: baseURL, serverPub (the pinned key), fetchFn (window.fetch), and for a login
- * loginPriv (32 bytes) and address; ephemeral (a private key) only for test vectors.
+ * loginPriv (32 bytes), address and, if the client holds one, deviceToken (32 bytes, sent
+ * after the address in XK message 3: address ‖ 0x00 ‖ token; SEXMAP.md, "Device tokens");
+ * ephemeral (a private key) only for test vectors.
  */
-export async function dial({ baseURL, serverPub, fetchFn, loginPriv = null, address = '', ephemeral = null, signal }) {
+export async function dial({ baseURL, serverPub, fetchFn, loginPriv = null, address = '', deviceToken = null, ephemeral = null, signal }) {
   if (!serverPub || serverPub.length !== 32) throw new SexmapError('bad-response', 'the server key must be 32 bytes');
   const xk = loginPriv !== null;
   let addrBytes = null;
@@ -410,6 +457,10 @@ export async function dial({ baseURL, serverPub, fetchFn, loginPriv = null, addr
     addrBytes = utf8(address);
     if (addrBytes.length < 1 || addrBytes.length > MAX_ADDRESS_BYTES) {
       throw new SexmapError('kdf', `the address must be 1 to ${MAX_ADDRESS_BYTES} bytes`);
+    }
+    if (deviceToken !== null) {
+      if (deviceToken.length !== DEVICE_TOKEN_SIZE) throw new SexmapError('kdf', `a device token must be ${DEVICE_TOKEN_SIZE} bytes`);
+      addrBytes = concat(addrBytes, Uint8Array.of(0), deviceToken);
     }
   }
   const base = trimBase(baseURL);

@@ -24,6 +24,10 @@ const XMAP_TEXT = {
   internal: 'The server failed. Try again later.',
 };
 
+function waitText(seconds) {
+  return seconds > 60 ? `${Math.ceil(seconds / 60)} minutes` : `${seconds || 'a few'} seconds`;
+}
+
 /** describe turns any error into one sentence for the UI. */
 export function describe(err, context = '') {
   if (err instanceof SexmapError) {
@@ -42,7 +46,8 @@ export function describe(err, context = '') {
         break;
     }
     if (err.status === 403) return context === 'login' ? 'Wrong address or passphrase.' : 'Access refused.';
-    if (err.status === 429) return `Too many failed sign-ins. Try again in ${err.retryAfter > 60 ? `${Math.ceil(err.retryAfter / 60)} minutes` : `${err.retryAfter || 'a few'} seconds`}.`;
+    if (err.rateLimited) return `Too many attempts from your network. Try again in ${waitText(err.retryAfter)}.`;
+    if (err.status === 429) return `Too many failed sign-ins. Try again in ${waitText(err.retryAfter)}.`;
     if (err.status === 503) return 'The server is busy. Try again in a moment.';
     if (err.status === 401) return 'The session ended. Sign in again.';
     return `The server refused the request (${err.status} ${err.code}).`;

@@ -546,7 +546,7 @@ export class Mailbox {
         },
       },
       h('h2', { text: 'Change passphrase' }),
-      h('p', { text: 'Your private key is sealed again under the new passphrase; sessions already open stay open.' }),
+      h('p', { text: 'Your private key is sealed again under the new passphrase. You stay signed in here; every other session of your account is signed out.' }),
       h('label', { class: 'field' }, h('span', { text: 'New passphrase' }), p1),
       h('label', { class: 'field' }, h('span', { text: 'New passphrase again' }), p2),
       bar, msg,

@@ -1,7 +1,7 @@
 // The CryptoMail web app: sign-in and sign-up, then the mailbox. Every key and every
 // decryption stays in this page; reloading it signs out.
 import { Client } from '../lib/client.js';
-import { PinStore, MemoryStorage, SexmapError } from '../lib/sexmap.js';
+import { PinStore, DeviceStore, MemoryStorage, SexmapError } from '../lib/sexmap.js';
 import { deriveInWorker } from '../lib/derive-worker.js';
 import { h, replace } from './dom.js';
 import { describe } from './errors.js';
@@ -28,6 +28,9 @@ const client = new Client({
   baseURL: window.location.origin,
   fetchFn: (url, init) => window.fetch(url, init),
   pins: new PinStore(storage()),
+  // A token kept only in memory would be lost with the page and push a real device's
+  // token out of the server's bounded list: without localStorage, keep none.
+  devices: storage() instanceof MemoryStorage ? null : new DeviceStore(storage()),
   onPin: (key) => {
     state.pinnedNow = key;
   },

@@ -67,7 +67,10 @@ for sv in V["sessions"]:
     if sv["pattern"] == "XK":
         assert msgs[1]["headers"]["Sexmap-Handshake"] == sv["handshake_id"]
         cs = h(sv["client_static_private"]); assert pub(cs).hex() == sv["client_static_public"]
-        m = ss.eh(pub(cs)); ss.mixkey(dh(cs, pub(se))); m += ss.eh(sv["address"].encode())
+        payload = sv["address"].encode()
+        if sv.get("device_token"):  # SEXMAP.md, Device tokens: address || 0x00 || token
+            payload += b"\x00" + h(sv["device_token"])
+        m = ss.eh(pub(cs)); ss.mixkey(dh(cs, pub(se))); m += ss.eh(payload)
         assert msgs[2]["body"] == (b"\x13" + m).hex() and msgs[2]["headers"]["Sexmap-Handshake"] == sv["handshake_id"]
         assert msgs[3]["body"] == "14" and msgs[3]["status"] == 200
         nh = 4

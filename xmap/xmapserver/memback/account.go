@@ -17,6 +17,10 @@ type account struct {
 	loginKey  []byte
 	kdf       xmap.KDF
 	sealedKey []byte
+	// generation names this account object: a deleted and re-created address gets a
+	// new one. deviceTokens are SHA-256 hashes, oldest first.
+	generation   uint64
+	deviceTokens [][32]byte
 
 	modseq     uint64 // the state; every change to one object advances it by one
 	changed    chan struct{}
@@ -65,6 +69,8 @@ func (b *Backend) newAccount(address string, publicKey []byte) *account {
 		messages:  map[uint64]*message{},
 		contacts:  map[uint64]*contact{},
 	}
+	b.generations++
+	a.generation = b.generations
 	for _, sf := range xmap.SystemFolders {
 		a.addFolder(b.newID(), sf.Name, sf.Role)
 	}

@@ -12,7 +12,10 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +44,8 @@ type Options struct {
 	// DefaultKDF holds the parameters (Alg, Time, Memory, Threads) answered with a made-up
 	// salt; zero: Argon2id with RFC 9106's second recommended option (t=3, 64 MiB, p=4).
 	DefaultKDF xmap.KDF
+	// Rand draws device tokens; nil: crypto/rand.Reader.
+	Rand io.Reader
 }
 
 // Backend is the in-memory backend. Its methods are safe for concurrent use.
@@ -50,7 +55,10 @@ type Backend struct {
 	users   map[string]*account // by lower-cased address
 	invites map[[32]byte]*invite
 	nextID  uint64 // one counter for every object of every account
-	outbox  []Outgoing
+	// generations numbers account objects (Generation), apart from nextID so that
+	// object ids stay as they were.
+	generations uint64
+	outbox      []Outgoing
 }
 
 var _ xmapserver.Backend = (*Backend)(nil)
@@ -81,6 +89,9 @@ func New(opts Options) *Backend {
 		if _, err := rand.Read(opts.FakeSaltKey); err != nil {
 			panic("memback: no randomness: " + err.Error())
 		}
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
 	}
 	if opts.DefaultKDF.Alg == "" {
 		opts.DefaultKDF = xmap.KDF{Alg: xmap.KDFArgon2id, Time: 3, Memory: 64 << 10, Threads: 4}
@@ -241,7 +252,75 @@ func (b *Backend) ChangePassphrase(ctx context.Context, user string, req *xmap.C
 		return err
 	}
 	a.setLogin(req.LoginKey, req.KDF, req.SealedKey)
+	a.deviceTokens = nil
 	return nil
+}
+
+// IssueDeviceToken implements xmapserver.Backend: current if it is valid, else a random
+// token (from Options.Rand), of which the account keeps the hashes of the newest
+// MaxDeviceTokens.
+func (b *Backend) IssueDeviceToken(ctx context.Context, user string, current []byte) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a, err := b.user(user)
+	if err != nil {
+		return nil, err
+	}
+	if current != nil && a.hasDeviceToken(current) {
+		return bytes.Clone(current), nil
+	}
+	token := make([]byte, xmap.DeviceTokenSize)
+	if _, err := io.ReadFull(b.opts.Rand, token); err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256(token)
+	a.deviceTokens = append(a.deviceTokens, h)
+	if len(a.deviceTokens) > MaxDeviceTokens {
+		a.deviceTokens = a.deviceTokens[len(a.deviceTokens)-MaxDeviceTokens:]
+	}
+	return token, nil
+}
+
+// MaxDeviceTokens is how many device tokens an account keeps.
+const MaxDeviceTokens = 10
+
+// Generation returns the generation of an active account: the account object's number
+// followed by its login key, so a deleted and re-created account, or a new passphrase,
+// changes it (sexmap.Accounts.Generation).
+func (b *Backend) Generation(address string) ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a := b.users[key(address)]
+	if a == nil || !a.active || len(a.loginKey) == 0 {
+		return nil, false
+	}
+	return append(binary.BigEndian.AppendUint64(nil, a.generation), a.loginKey...), true
+}
+
+// DeleteUser removes an account with everything it holds, as `cryptomail user del` does.
+func (b *Backend) DeleteUser(address string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.users, key(address))
+}
+
+// DeviceTokenValid reports whether token was issued to the active account address and is
+// still kept; every kept hash is compared in constant time.
+func (b *Backend) DeviceTokenValid(address string, token []byte) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a := b.users[key(address)]
+	return a != nil && a.active && a.hasDeviceToken(token)
+}
+
+// hasDeviceToken compares the token's hash with every kept one in constant time.
+func (a *account) hasDeviceToken(token []byte) bool {
+	h := sha256.Sum256(token)
+	found := 0
+	for _, t := range a.deviceTokens {
+		found |= subtle.ConstantTimeCompare(t[:], h[:])
+	}
+	return found == 1
 }
 
 // Account implements xmapserver.Backend.
