@@ -649,7 +649,7 @@ export class Mailbox {
     const created = msgIDs(ch.created);
     const updated = msgIDs(ch.updated);
     const destroyed = new Set(msgIDs(ch.destroyed));
-    const have = new Map(this.messages.map((m) => [m.id, m]));
+    const folderId = this.folderId;
     const fetched = created.length + updated.length ? await this.s.summaries([...created, ...updated]) : [];
     const inbox = this.role('inbox');
     let fresh = 0;
@@ -659,12 +659,29 @@ export class Mailbox {
         fresh++;
         from = m.summary ? m.summary.from : '';
       }
+    }
+    // The list may have been replaced while the summaries were fetched (another folder shown,
+    // or a fresh page that already holds some of these): merge into what is there now, and
+    // leave a folder that is no longer shown to its own listing.
+    if (folderId === this.folderId) this.merge(fetched, destroyed);
+    await this.refreshFolders();
+    if (fresh) this.notify(fresh === 1 ? `New message${from ? ` from ${from}` : ''}.` : `${fresh} new messages.`);
+  }
+
+  // merge puts fetched summaries into the list shown (updating the ones it has) and drops
+  // the destroyed ones and those now in another folder.
+  merge(fetched, destroyed) {
+    const have = new Map(this.messages.map((m) => [m.id, m]));
+    for (const m of fetched) {
       if (m.folderId !== this.folderId) {
         if (have.has(m.id)) destroyed.add(m.id);
         continue;
       }
       if (have.has(m.id)) Object.assign(have.get(m.id), { flags: m.flags, folderId: m.folderId });
-      else this.messages.push(m);
+      else {
+        this.messages.push(m);
+        have.set(m.id, m);
+      }
     }
     for (const id of destroyed) {
       const i = this.messages.findIndex((m) => m.id === id);
@@ -676,8 +693,6 @@ export class Mailbox {
     }
     this.messages.sort((a, b) => Date.parse(b.received) - Date.parse(a.received) || compareIDs(b.id, a.id));
     this.renderList();
-    await this.refreshFolders();
-    if (fresh) this.notify(fresh === 1 ? `New message${from ? ` from ${from}` : ''}.` : `${fresh} new messages.`);
   }
 }
 
