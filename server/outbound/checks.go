@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"net/mail"
 	"net/textproto"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,14 @@ func (s *Sender) checkSender(user string, msg []byte, which string) error {
 	if err != nil {
 		return xmap.Errorf(xmap.CodeBadRequest, "%s: unreadable header section", which)
 	}
+	// A field name with white space ("From : x") is filed apart by this
+	// parser but read as From: by others (go-message, the web client): refuse
+	// it rather than guess which one a reader shows.
+	for name := range h {
+		if strings.ContainsAny(name, " \t") {
+			return xmap.Errorf(xmap.CodeBadRequest, "%s: a header field name contains white space", which)
+		}
+	}
 	from := h.Values("From")
 	if len(from) != 1 {
 		return xmap.Errorf(xmap.CodeDenied, "%s: needs exactly one From: field, with your own address", which)
@@ -39,12 +48,16 @@ func (s *Sender) checkSender(user string, msg []byte, which string) error {
 	if err := s.ownAddresses(user, from[0], which, "From:"); err != nil {
 		return err
 	}
-	switch sender := h.Values("Sender"); len(sender) {
-	case 0:
-	case 1:
-		return s.ownAddresses(user, sender[0], which, "Sender:")
-	default:
-		return xmap.Errorf(xmap.CodeDenied, "%s: more than one Sender: field", which)
+	for _, name := range []string{"Sender", "Resent-From", "Resent-Sender"} {
+		switch v := h.Values(name); len(v) {
+		case 0:
+		case 1:
+			if err := s.ownAddresses(user, v[0], which, name+":"); err != nil {
+				return err
+			}
+		default:
+			return xmap.Errorf(xmap.CodeDenied, "%s: more than one %s: field", which, name)
+		}
 	}
 	return nil
 }
@@ -55,6 +68,11 @@ func (s *Sender) ownAddresses(user, field, which, name string) error {
 	list, err := (&mail.AddressParser{WordDecoder: nil}).ParseList(field)
 	if err != nil || len(list) != 1 {
 		return xmap.Errorf(xmap.CodeDenied, "%s: %s must be exactly your own address", which, name)
+	}
+	// A display name that holds an address ("alice@example.org" <mallory@...>,
+	// or one hidden in an encoded word) is how a reader is shown someone else.
+	if strings.ContainsAny(list[0].Name, "@<>") {
+		return xmap.Errorf(xmap.CodeDenied, "%s: the display name of %s must not contain an address", which, name)
 	}
 	mailbox, local, err := s.resolve(list[0].Address)
 	if err != nil || !local || mailbox != user {

@@ -166,6 +166,20 @@ func TestSendRefused(t *testing.T) {
 		{"plaintext From: someone else", false, xmap.Send{Recipients: []xmap.Recipient{
 			{Address: bob, Encrypted: true}, {Address: dave, AllowPlaintext: true}}, Body: body,
 			PlaintextBody: plainMsg("CEO <ceo@bank.example>", dave, "Hi", "readable")}, xmap.CodeDenied},
+		// The review of the fix: a field name with white space is read as From: by
+		// go-message and the web client; Resent-From: is shown by some readers; a
+		// display name can hold another address, plainly or in an encoded word.
+		{"From : with a space", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: carol, Encrypted: true}}, Body: append([]byte("From : CEO <ceo@bank.example>\r\n"), body...)}, xmap.CodeBadRequest},
+		{"plaintext From : with a space", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: bob, Encrypted: true}, {Address: dave, AllowPlaintext: true}}, Body: body,
+			PlaintextBody: append([]byte("From : CEO <ceo@bank.example>\r\n"), plain...)}, xmap.CodeBadRequest},
+		{"Resent-From: someone else", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: carol, Encrypted: true}}, Body: append([]byte("Resent-From: ceo@bank.example\r\n"), body...)}, xmap.CodeDenied},
+		{"display name holds an address", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: carol, Encrypted: true}}, Body: e.pgpMIME(`"ceo@bank.example" <alice@example.org>`, carol, "...", "secret", alice)}, xmap.CodeDenied},
+		{"encoded display name holds an address", false, xmap.Send{Recipients: []xmap.Recipient{
+			{Address: carol, Encrypted: true}}, Body: e.pgpMIME("=?utf-8?q?=3Cbob=40example=2Eorg=3E=2C?= <alice@example.org>", carol, "...", "secret", alice)}, xmap.CodeDenied},
 		// A part labelled encrypted must be an OpenPGP message.
 		{"labelled encrypted, readable", false, xmap.Send{Recipients: []xmap.Recipient{
 			{Address: carol, Encrypted: true}}, Body: fakePGPMIME(alice, carol, "Pay the invoice today.")}, xmap.CodeBadRequest},
