@@ -271,6 +271,14 @@ func (b *Backend) Signup(ctx context.Context, req *xmap.Signup) error {
 		return xmap.ErrInvalidInvite
 	}
 	fpr := key.Entity().PrimaryKey.Fingerprint
+	// Clients show a signature as the signing key's address (the owner the
+	// server gives for it): a key that does not name the address would let
+	// an account claim another person's key and present their signatures as
+	// its own. An account an administrator made with this very key (user add
+	// --public-key, which only warns) is activated whatever its user ids say.
+	if !b.keyNames(key, addr) && !b.keyOnFile(ctx, addr, fpr) {
+		return xmap.Errorf(xmap.CodeBadRequest, "public key refused: no user id names %s", addr)
+	}
 	created, err := b.store.Signup(ctx, shard.SignupRequest{
 		Address:   addr,
 		CodeHash:  hash,
@@ -300,6 +308,28 @@ func (b *Backend) Signup(ctx context.Context, req *xmap.Signup) error {
 		b.log.Info("accounts: activated", "address", addr)
 	}
 	return nil
+}
+
+// keyNames reports whether one of key's user ids names addr (in the
+// canonical form the metabase uses).
+func (b *Backend) keyNames(key *cmcrypto.PublicKey, addr string) bool {
+	for _, e := range key.Emails() {
+		if c, err := b.canon(e); err == nil && c == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// keyOnFile reports whether addr's account already holds the key with
+// fingerprint fpr.
+func (b *Backend) keyOnFile(ctx context.Context, addr string, fpr []byte) bool {
+	stored, err := b.store.PublicKey(ctx, addr)
+	if err != nil {
+		return false
+	}
+	f, err := primaryFingerprint(stored)
+	return err == nil && bytes.Equal(f, fpr)
 }
 
 // ChangePassphrase implements xmapserver.AccountBackend: login key, KDF

@@ -177,6 +177,9 @@ func TestSignupRefusals(t *testing.T) {
 		{"low-order login key", with(erin, func(s *xmap.Signup) { s.LoginKey = make([]byte, 32) }), xmap.CodeBadRequest, false},
 		{"sign-only public key", with(erin, func(s *xmap.Signup) { s.PublicKey = signOnly }), xmap.CodeBadRequest, false},
 		{"garbage public key", with(erin, func(s *xmap.Signup) { s.PublicKey = []byte("\x99garbage") }), xmap.CodeBadRequest, false},
+		// Another person's key (here dave's): its user ids do not name erin, so erin's
+		// account could present dave's signatures as hers.
+		{"another address's key", with(erin, func(s *xmap.Signup) { s.PublicKey = dave.publicKey }), xmap.CodeBadRequest, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
