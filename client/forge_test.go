@@ -101,6 +101,9 @@ func TestForgedSender(t *testing.T) {
 			client.SignatureVerified, "alice@example.org", "", "alice@example.org"},
 		{"genuine inside, other outer From", "mallory@example.org", "alice@example.org", alice,
 			client.SignatureVerified, "alice@example.org", "outer From: is mallory@example.org", "alice@example.org"},
+		// A From: with two senders shows none that a signature could vouch for.
+		{"two senders shown", "alice@example.org", "alice@example.org, mallory@example.org", alice,
+			client.SignatureOtherSigner, "alice@example.org", "no single sender", "mallory@example.org"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			raw := pgpMIMEFrom(t, c.outer, c.inner, c.signer, bobPub.Entity())
@@ -119,5 +122,72 @@ func TestForgedSender(t *testing.T) {
 					m.From, sig, c.status, c.signerAddress, fp(c.signer), c.reasonHas)
 			}
 		})
+	}
+}
+
+// TestInlinePGPBesideUnsignedParts: Alice's signed inline-PGP text, re-wrapped by someone
+// else with an HTML part and an attachment beside it. The HTML would be shown instead of
+// the signed text, and the badge must not seem to cover the attachment.
+func TestInlinePGPBesideUnsignedParts(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now()
+	alice, err := cmcrypto.GenerateKey("", "alice@example.org", nil, now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := cmcrypto.NewPublicKey(alice, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	armoredKey, err := pub.Armored()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.AddUser("alice@example.org", armoredKey); err != nil {
+		t.Fatal(err)
+	}
+	bob := e.signup(e.client(""), "bob@example.org", "bob pass")
+	bobKey, err := bob.PublicKeys(e.ctx, "bob@example.org")
+	if err != nil || len(bobKey.Keys) != 1 {
+		t.Fatal(bobKey, err)
+	}
+	bobPub, err := cmcrypto.ParsePublicKey(bobKey.Keys[0].Key, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var armored bytes.Buffer
+	aw, err := armor.Encode(&armored, "PGP MESSAGE", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, err := openpgp.Encrypt(aw, []*openpgp.Entity{bobPub.Entity()}, alice, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw.Write([]byte("Hi Bob, lunch?"))
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := aw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw := "From: alice@example.org\r\nTo: bob@example.org\r\nSubject: lunch\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n" +
+		"--b1\r\nContent-Type: text/plain\r\n\r\n" + strings.ReplaceAll(armored.String(), "\n", "\r\n") + "\r\n" +
+		"--b1\r\nContent-Type: text/html\r\n\r\n<p>Pay IBAN XX00 MALLORY today</p>\r\n" +
+		"--b1\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=invoice.pdf\r\n\r\n%PDF-1.4\r\n" +
+		"--b1--\r\n"
+	id, err := e.srv.Deliver(e.ctx, "bob@example.org", []byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := bob.Read(e.ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Text != "Hi Bob, lunch?" || m.HTML != "" || m.Signature.Status != client.SignatureVerified ||
+		!strings.Contains(m.Signature.Reason, "attachment(s) beside it are not") {
+		t.Errorf("text %q, html %q, signature %+v: want the signed text alone shown, verified, with a note on the attachment",
+			m.Text, m.HTML, m.Signature)
 	}
 }

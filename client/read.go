@@ -303,6 +303,17 @@ func (s *Session) OpenMessage(ctx context.Context, m xmap.Message) (*Message, er
 		text, sig, err := s.decryptPGP(ctx, me, []byte(strings.TrimSpace(msg.Text)), outerFrom, shown)
 		if err == nil {
 			msg.Text, msg.Encrypted, msg.Signature = string(text), true, sig
+			// Only that text was encrypted and signed. An HTML part beside it would be
+			// shown instead of it, unprotected: drop it. Attachments beside it stay, but
+			// the signature must not seem to cover them.
+			msg.HTML = ""
+			if n := len(msg.Attachments); n > 0 && sig.Status != SignatureNone {
+				note := fmt.Sprintf("only the text is signed; the %d attachment(s) beside it are not", n)
+				if msg.Signature.Reason != "" {
+					note = msg.Signature.Reason + "; " + note
+				}
+				msg.Signature.Reason = note
+			}
 		}
 	}
 	return msg, nil
@@ -470,7 +481,7 @@ func classifySignature(res pgpResult, keys map[string]*openpgp.Entity, from, out
 	case from == "" || keys[asciiLower(from)] == nil || fingerprint(keys[asciiLower(from)]) != fp:
 		sig.Status, sig.Reason = SignatureOtherSigner, "signed by "+owner+", not by the sender shown"
 		if from == "" {
-			sig.Reason = "signed by " + owner + ", but the message shows no sender"
+			sig.Reason = "signed by " + owner + ", but the message shows no single sender"
 		}
 	default:
 		sig.Status = SignatureVerified
@@ -536,9 +547,12 @@ func headerList(h mail.Header, key string) string {
 	return strings.Join(headerAddresses(h, key), ", ")
 }
 
+// headerAddress returns the one address of a field, or "" when it has none, more
+// than one, or cannot be parsed: a signature is checked against the sender shown, and a
+// From: that shows several senders shows none a signature could vouch for.
 func headerAddress(h mail.Header, key string) string {
 	as, err := h.AddressList(key)
-	if err != nil || len(as) == 0 {
+	if err != nil || len(as) != 1 {
 		return ""
 	}
 	return as[0].Address

@@ -185,6 +185,16 @@ test('a forged inner From is not verified and names who signed', async () => {
     keys: fields.addresses.filter((a) => server[a]).map((a) => ({ address: a, key: publicKeyBytes(server[a]) })), notFound: [] }));
   const late = await fresh.openMessage(await forge('someone@remote.example', 'alice@example.test', alice));
   assert.equal(late.signature.status, 'verified');
+
+  // A From that shows two senders (or a name beside an address) shows none a signature
+  // could vouch for, whichever of them signed.
+  for (const from of ['alice@example.test, mallory@example.test', 'alice@example.test\u200b \u200b, mallory@example.test']) {
+    const two = await b.openMessage(await forge('alice@example.test', from, mallory));
+    assert.equal(two.signature.status, 'other-signer', from);
+    assert.match(two.signature.reason, /no single sender/);
+  }
+  const twoAlice = await b.openMessage(await forge('alice@example.test', 'alice@example.test, mallory@example.test', alice));
+  assert.equal(twoAlice.signature.status, 'other-signer');
 });
 
 test('a readable stored body and an inline-PGP message', async () => {
@@ -197,6 +207,19 @@ test('a readable stored body and an inline-PGP message', async () => {
   assert.equal(inline.encrypted, true);
   assert.equal(inline.text, 'inline secret');
   assert.equal(inline.signature.status, 'verified');
+
+  // Alice's signed inline text re-wrapped with an HTML part and an attachment beside it:
+  // the HTML would be shown instead of the signed text, and the badge must not cover the
+  // attachment.
+  const wrapped = utf8(`From: alice@example.test\r\nSubject: lunch\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n` +
+    `--b1\r\nContent-Type: text/plain\r\n\r\n${armored.replace(/\n/g, '\r\n')}\r\n` +
+    `--b1\r\nContent-Type: text/html\r\n\r\n<p>Pay IBAN XX00 MALLORY today</p>\r\n` +
+    `--b1\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=invoice.pdf\r\n\r\n%PDF-1.4\r\n--b1--\r\n`);
+  const mixed = await b.openMessage({ id: '4', body: await encryptBinary(wrapped, [bob.toPublic()]) });
+  assert.equal(mixed.text, 'inline secret');
+  assert.equal(mixed.html, '');
+  assert.equal(mixed.signature.status, 'verified');
+  assert.match(mixed.signature.reason, /attachment\(s\) beside it are not/);
 });
 
 test('a message for someone else does not open', async () => {

@@ -249,7 +249,7 @@ export function classifySignature(sig, keys, shown, outerFrom) {
   const out = { status: 'verified', signer: fp, signerAddress: owner, reason: '' };
   if (!sig.good) return { ...out, status: 'bad', reason: 'the signature does not verify' };
   if (!want || !keys.get(want) || fingerprint(keys.get(want)) !== fp) {
-    return { ...out, status: 'other-signer', reason: want ? `signed by ${owner}, not by the sender shown` : `signed by ${owner}, but the message shows no sender` };
+    return { ...out, status: 'other-signer', reason: want ? `signed by ${owner}, not by the sender shown` : `signed by ${owner}, but the message shows no single sender` };
   }
   if (outerFrom && asciiLower(outerFrom) !== want) out.reason = `the outer From: is ${outerFrom}`;
   return out;
@@ -487,7 +487,13 @@ export class Session {
     const outer = parseEntity(raw);
     let fields = outer.header;
     let content = outer;
-    const fromAddr = (h) => (parseAddressList(h.get('From')).find((a) => a.address) || {}).address || '';
+    // The sender shown, as the reader lists it (every From field, every entry): a signature
+    // can vouch only for a From that shows exactly one address and nothing else.
+    const fromEntries = (h) => h.getAll('From').flatMap((v) => parseAddressList(v)).filter((a) => a.address || a.name);
+    const fromAddr = (h) => {
+      const list = fromEntries(h);
+      return list.length === 1 ? list[0].address || '' : '';
+    };
     const outerFrom = fromAddr(outer.header);
     if (outer.type === 'multipart/encrypted' && (outer.params.protocol || '').toLowerCase() === 'application/pgp-encrypted' && outer.parts) {
       const part = outer.parts[1] || outer.parts.find((p) => p.type === 'application/octet-stream');
@@ -525,12 +531,20 @@ export class Session {
         msg.text = decodeCharset(data, 'utf-8');
         msg.encrypted = true;
         msg.signature = classifySignature(sig, keys, outerFrom, outerFrom);
+        // Only that text was encrypted and signed. An HTML part beside it would be shown
+        // instead of it, unprotected: drop it. Attachments stay, but the signature must not
+        // seem to cover them.
+        msg.html = '';
+        if (msg.attachments.length && msg.signature.status !== 'none') {
+          const note = `only the text is signed; the ${msg.attachments.length} attachment(s) beside it are not`;
+          msg.signature.reason = msg.signature.reason ? `${msg.signature.reason}; ${note}` : note;
+        }
       } catch {
         // Not for us, or damaged: shown as it is.
       }
     }
     const addrs = (name) => fields.getAll(name).flatMap((v) => parseAddressList(v)).filter((a) => a.address || a.name);
-    msg.fromList = addrs('From');
+    msg.fromList = fromEntries(fields);
     msg.from = msg.fromList.map(formatAddress).join(', ');
     msg.fromAddress = msg.fromList.length ? msg.fromList[0].address : '';
     msg.to = addrs('To');
