@@ -158,6 +158,26 @@ func TestHandshakeRatePerIP(t *testing.T) {
 	e.nk(t)
 }
 
+// A network's clients together get NetworkHandshakeFactor clients' worth of
+// handshakes: holding a /48 (65,536 /64s) or a /24 does not multiply the limit.
+func TestHandshakeRatePerNetwork(t *testing.T) {
+	e := newEnv(t, func(c *sexmap.Config) { c.HandshakeLimit = sexmap.RateLimit{Rate: 0.5, Burst: 2} })
+	allowed := 0
+	for i := range 100 {
+		e.tr.setIP(fmt.Sprintf("2001:db8:7:%x::1", i)) // a /64 each, one /48
+		if _, err := sexmap.DialNK(t.Context(), e.hc, e.ts.URL, e.pub); err == nil {
+			allowed++
+		} else if !errors.Is(err, sexmap.ErrRateLimited) {
+			t.Fatalf("handshake %d: %v", i, err)
+		}
+	}
+	if want := 2 * sexmap.NetworkHandshakeFactor; allowed != want {
+		t.Fatalf("%d handshakes from one /48, want %d", allowed, want)
+	}
+	e.tr.setIP("2001:db8:8::1") // another /48 is not affected
+	e.nk(t)
+}
+
 // Refusals caused by floods are summarized, not logged one line each.
 func TestRefusalsLoggedOncePerInterval(t *testing.T) {
 	var logs syncBuffer

@@ -154,6 +154,11 @@ type Config struct {
 	Logger *slog.Logger     // default: discard
 }
 
+// NetworkHandshakeFactor is how many clients' worth of handshakes (rate and
+// burst of Config.HandshakeLimit) one network, an IPv4 /24 or an IPv6 /48,
+// may make together.
+const NetworkHandshakeFactor = 8
+
 // DefaultMaxAnonBodyBytes is the default Config.MaxAnonBodyBytes: room for
 // the largest sign-up XMAP allows (a 64 KiB public key and a 64 KiB sealed
 // key, base64 in XML: 175,519 bytes with the longest address and invite),
@@ -185,7 +190,11 @@ type Server struct {
 
 	anonIdle   list.List // of anonymous *session, least recently used first
 	handshakes *RateTable
-	refusals   *RefusalLog
+	// netHandshakes limits the handshakes of a whole network (an IPv4 /24,
+	// an IPv6 /48) to NetworkHandshakeFactor times one client's: a /48 is
+	// 65,536 /64 "clients", each with a full bucket of its own.
+	netHandshakes *RateTable
+	refusals      *RefusalLog
 }
 
 type session struct {
@@ -320,7 +329,9 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		pendingByIP:  make(map[string]int),
 		pendingByNet: make(map[string]int),
 		handshakes:   NewRateTable(cfg.HandshakeLimit, cfg.MaxTrackedIPs, cfg.Now),
-		refusals:     NewRefusalLog(cfg.Logger, cfg.RefusalLogInterval),
+		netHandshakes: NewRateTable(RateLimit{Rate: cfg.HandshakeLimit.Rate * NetworkHandshakeFactor,
+			Burst: cfg.HandshakeLimit.Burst * NetworkHandshakeFactor}, cfg.MaxTrackedIPs, cfg.Now),
+		refusals: NewRefusalLog(cfg.Logger, cfg.RefusalLogInterval),
 	}
 	return s, nil
 }
@@ -463,6 +474,9 @@ func (s *Server) newHandshake(p noise.HandshakePattern) (*noise.HandshakeState, 
 // the request with 429 rate-limited.
 func (s *Server) allowHandshake(w http.ResponseWriter, r *http.Request, ip string) bool {
 	ok, wait := s.handshakes.Allow(ip)
+	if ok {
+		ok, wait = s.netHandshakes.Allow(networkKey(ip))
+	}
 	if !ok {
 		s.refusals.Note("sexmap: handshakes rate-limited", s.cfg.Now(), "ip", ip)
 		s.refuse(w, r, rejRateLimited, wait)
