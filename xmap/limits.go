@@ -64,13 +64,14 @@ const (
 	// stores: a fetch carries the stored (encrypted) body, and clients refuse a larger one.
 	MaxMessageSize = 20 << 20
 	// DeliveryMargin is the room, within MaxMessageSize, kept for what a server adds to a
-	// message it encrypts into a mailbox itself (LMTP, SMTP, send's local and Sent copies,
-	// bounces): its trace header fields (Return-Path, Delivered-To, Received: each part is
-	// bounded by a 2000-byte command line, so under 7 KiB) and the OpenPGP framing (the
-	// session-key packet, under 100 bytes for X25519 and as large as the key's modulus for
-	// RSA, whose key is at most MaxKeySize armored, so under 48 KiB binary; the SEIPD,
-	// literal-data and MDC headers, under 64 bytes; one partial-length byte per chunk of
-	// each of the two streams, about 2 bytes per 64 KiB).
+	// message it encrypts into a mailbox itself (LMTP, SMTP, send's local and Sent copies):
+	// its trace header fields (Return-Path, Delivered-To, Received: under 7 KiB, as the
+	// envelope parts in them come from command lines of at most 2000 bytes; the server's
+	// TestDeliverSizeRule measures the longest) and the OpenPGP framing (the session-key
+	// packet: under 100 bytes for X25519, as large as the modulus for RSA, whose key is at
+	// most MaxKeySize armored, so under 48 KiB; the SEIPD, literal-data and MDC headers,
+	// under 64 bytes; one partial-length byte per chunk of each of the two streams, about
+	// 2 bytes per 64 KiB).
 	DeliveryMargin = 64 << 10
 	// MaxDeliverySize is the size rule: the largest message (as received, before the trace
 	// fields) a server encrypts into a mailbox, 20 MiB - 64 KiB = 20 905 984 bytes. Its
