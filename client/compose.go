@@ -138,8 +138,10 @@ func (s *Session) SendMail(ctx context.Context, d *Draft) (*SendReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(body) > xmap.MaxMessageSize {
-		return nil, fmt.Errorf("%w: the encrypted message is %d bytes, the limit is %d", ErrTooLarge, len(body), xmap.MaxMessageSize)
+	// The server stores each copy of the body encrypted again, with trace
+	// fields: the size rule (xmap.MaxDeliverySize) is its limit.
+	if len(body) > xmap.MaxDeliverySize {
+		return nil, fmt.Errorf("%w: the encrypted message is %d bytes, the limit is %d", ErrTooLarge, len(body), xmap.MaxDeliverySize)
 	}
 	req.Body = body
 	if len(plainRcpts) > 0 {

@@ -50,7 +50,7 @@ func replyFor(err error, smtpMode bool) (reply *smtp.SMTPError, internal bool) {
 		return replyBusy, false
 	case errors.Is(err, ErrNoSpace):
 		return replyNoSpace, false
-	case errors.Is(err, smtp.ErrDataTooLarge):
+	case errors.Is(err, smtp.ErrDataTooLarge), errors.Is(err, ErrTooLarge):
 		return replyTooLarge, false
 	case errors.Is(err, smtp.ErrTooLongLine):
 		return replyLineTooLong, false

@@ -47,8 +47,9 @@ type Backend interface {
 
 	// Deliver makes msg durable for one recipient and returns nil only then.
 	// Errors: ErrBusy (451 4.3.2), ErrNoSpace (452 4.3.1), ErrUnknownUser
-	// (550 5.1.1, the user was deleted meanwhile); anything else gives
-	// 451 4.3.0.
+	// (550 5.1.1, the user was deleted meanwhile), ErrTooLarge (552 5.3.4,
+	// the message as stored would be over what the mailbox can hold);
+	// anything else gives 451 4.3.0.
 	//
 	// Deliver is called concurrently for the recipients of one message: env
 	// and msg are shared between those calls and must not be modified. msg
@@ -83,6 +84,7 @@ var (
 	ErrUnknownUser     = errors.New("lmtp: unknown user")
 	ErrBusy            = errors.New("lmtp: temporarily busy")
 	ErrNoSpace         = errors.New("lmtp: no space left")
+	ErrTooLarge        = errors.New("lmtp: message too large")
 )
 
 // ErrServerClosed is returned by Serve after Shutdown was called, and by a

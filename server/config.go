@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"cryptomail/xmap"
 )
 
 // Config is the whole TOML configuration. Field docs live in docs/CONFIG.md and
@@ -130,6 +132,12 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// DefaultMaxMessageBytes is the default of lmtp.max_message_bytes and
+// smtp.max_message_bytes: the size rule, xmap.MaxDeliverySize (20 MiB less
+// 64 KiB for trace fields and OpenPGP framing), rounded down to a whole MiB.
+// A configured value may be anything up to xmap.MaxDeliverySize itself.
+const DefaultMaxMessageBytes = xmap.MaxDeliverySize &^ (1<<20 - 1) // 19 MiB
+
 // Defaults returns the configuration used for every key a file leaves out.
 func Defaults() Config {
 	return Config{
@@ -137,13 +145,13 @@ func Defaults() Config {
 		Storage: StorageConfig{MaxOpenShards: 1024},
 		LMTP: LMTPConfig{
 			Listen:          "127.0.0.1:2424",
-			MaxMessageBytes: 50 << 20,
+			MaxMessageBytes: DefaultMaxMessageBytes,
 			MaxRecipients:   1000,
 			ReadTimeout:     Duration{10 * time.Minute},
 			WriteTimeout:    Duration{10 * time.Minute},
 		},
 		SMTP: SMTPConfig{
-			MaxMessageBytes: 50 << 20,
+			MaxMessageBytes: DefaultMaxMessageBytes,
 			MaxRecipients:   100,
 			MaxConnections:  500,
 			ReadTimeout:     Duration{5 * time.Minute},
@@ -342,11 +350,19 @@ func (c *Config) validate() error {
 			return bad(l.key, "%q is not host:port", l.v)
 		}
 	}
-	if c.LMTP.MaxMessageBytes < 1 {
-		return bad("lmtp.max_message_bytes", "must be positive")
-	}
-	if c.SMTP.MaxMessageBytes < 1 {
-		return bad("smtp.max_message_bytes", "must be positive")
+	// The size rule: whatever a listener accepts must be storable in a form
+	// every client can fetch (xmap.MaxDeliverySize).
+	for _, m := range []struct {
+		key string
+		v   int64
+	}{{"lmtp.max_message_bytes", c.LMTP.MaxMessageBytes}, {"smtp.max_message_bytes", c.SMTP.MaxMessageBytes}} {
+		if m.v < 1 {
+			return bad(m.key, "must be positive")
+		}
+		if m.v > xmap.MaxDeliverySize {
+			return bad(m.key, "%d is over %d, the largest message that every client can still fetch once it is encrypted and stored (docs/CONFIG.md); the default is %d",
+				m.v, xmap.MaxDeliverySize, DefaultMaxMessageBytes)
+		}
 	}
 	if c.LMTP.MaxRecipients < 1 {
 		return bad("lmtp.max_recipients", "must be at least 1")

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"cryptomail"
 	"cryptomail/server"
+	"cryptomail/xmap"
 )
 
 func TestExampleConfigLoads(t *testing.T) {
@@ -105,6 +107,10 @@ func TestConfigErrors(t *testing.T) {
 		{"bad starttls", base + "[relay]\nstarttls = \"maybe\"\n", "relay.starttls", 6, "required, opportunistic or off"},
 		{"user without password", base + "[relay]\nusername = \"u\"\n", "relay.password", 0, "together"},
 		{"negative send limit", base + "[relay]\nmax_recipients_per_hour = -1\n", "relay.max_recipients_per_hour", 6, "negative"},
+		{"zero message size", base + "[lmtp]\nmax_message_bytes = 0\n", "lmtp.max_message_bytes", 6, "positive"},
+		// The size rule: nothing may be accepted that a client cannot fetch.
+		{"lmtp message size unservable", base + "[lmtp]\nmax_message_bytes = 52428800\n", "lmtp.max_message_bytes", 6, "52428800 is over 20905984"},
+		{"smtp message size unservable", base + "[smtp]\nlisten = \"127.0.0.1:25\"\nmax_message_bytes = 20905985\n", "smtp.max_message_bytes", 7, "20905985 is over 20905984"},
 		{"syntax", base + "[lmtp\n", "*", -1, "end table name"},
 	}
 	for _, tt := range tests {
@@ -143,6 +149,22 @@ func TestConfigDefaultsAndPaths(t *testing.T) {
 	}
 	if cfg.Storage.MaxOpenShards != 1024 || cfg.LMTP.Listen != "127.0.0.1:2424" || cfg.Log.Level != "info" {
 		t.Errorf("defaults not applied: %+v", cfg)
+	}
+	// The message size defaults keep the size rule: 19 MiB, within what
+	// clients can fetch, and exactly config.example.toml's values.
+	if cfg.LMTP.MaxMessageBytes != 19<<20 || cfg.SMTP.MaxMessageBytes != 19<<20 || server.DefaultMaxMessageBytes > xmap.MaxDeliverySize {
+		t.Errorf("max_message_bytes defaults: lmtp %d, smtp %d", cfg.LMTP.MaxMessageBytes, cfg.SMTP.MaxMessageBytes)
+	}
+	ex, err := server.LoadConfig("../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.LMTP.MaxMessageBytes != server.DefaultMaxMessageBytes || ex.SMTP.MaxMessageBytes != server.DefaultMaxMessageBytes {
+		t.Errorf("config.example.toml: max_message_bytes lmtp %d, smtp %d, want %d", ex.LMTP.MaxMessageBytes, ex.SMTP.MaxMessageBytes, server.DefaultMaxMessageBytes)
+	}
+	// The limit itself is allowed.
+	if _, err := server.ParseConfig([]byte(fmt.Sprintf("[server]\ndomains = [\"example.test\"]\n[storage]\nhomes = [\"h\"]\n[lmtp]\nmax_message_bytes = %d\n", xmap.MaxDeliverySize)), "c.toml", dir); err != nil {
+		t.Errorf("max_message_bytes = xmap.MaxDeliverySize: %v", err)
 	}
 }
 

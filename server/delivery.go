@@ -14,6 +14,7 @@ import (
 	cmcrypto "cryptomail/crypto"
 	"cryptomail/lmtp"
 	"cryptomail/shard"
+	"cryptomail/xmap"
 )
 
 // delivery is the application step between the listeners and storage: it
@@ -60,6 +61,15 @@ func (d *delivery) Resolve(ctx context.Context, rcpt string) (string, error) {
 }
 
 func (d *delivery) Deliver(ctx context.Context, env *lmtp.Envelope, rcpt lmtp.Recipient, msg []byte) error {
+	// The size rule (xmap.MaxDeliverySize): the listener refuses a message
+	// over max_message_bytes, which the config keeps within the rule; what
+	// is stored must also fit what a fetch returns, so a body whose sealed
+	// form is over xmap.MaxMessageSize is refused here too, before anything
+	// is stored. Sealing never shrinks a message: one over the limit already
+	// is refused without encrypting it.
+	if len(msg) > xmap.MaxMessageSize {
+		return errSealedTooLarge(len(msg))
+	}
 	trace := traceHeaders(env, rcpt, msg)
 	defer clear(trace)
 	// The key comes from the open shard's cache; DeliverSealed checks it is
@@ -85,6 +95,13 @@ func (d *delivery) Deliver(ctx context.Context, env *lmtp.Envelope, rcpt lmtp.Re
 		if err != nil {
 			bodyBuffers.Put(buf)
 			return fmt.Errorf("encrypt: %w", err)
+		}
+		if len(body) > xmap.MaxMessageSize {
+			if cap(body) <= maxPooledBody {
+				*buf = body[:0]
+				bodyBuffers.Put(buf)
+			}
+			return errSealedTooLarge(len(body))
 		}
 		_, _, err = d.store.DeliverSealed(ctx, rcpt.Mailbox, armored, shard.NewMessage{
 			Folder:    "INBOX",
@@ -112,6 +129,13 @@ func (d *delivery) Deliver(ctx context.Context, env *lmtp.Envelope, rcpt lmtp.Re
 		d.onStored(rcpt.Mailbox)
 	}
 	return nil
+}
+
+// errSealedTooLarge is the refusal of a message whose stored form (n bytes)
+// would be over what a fetch returns: 552 5.3.4, nothing stored. It gives
+// sizes only, never content.
+func errSealedTooLarge(n int) error {
+	return fmt.Errorf("%w: stored form of %d bytes, over the %d a fetch returns", lmtp.ErrTooLarge, n, xmap.MaxMessageSize)
 }
 
 // bodyBuffers recycles the ciphertext buffers of message bodies: for large

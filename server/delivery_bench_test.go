@@ -54,7 +54,7 @@ func benchmarkDeliver(b *testing.B, users, size int) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
-func benchDelivery(b *testing.B, users int) (*delivery, []string) {
+func benchDelivery(b testing.TB, users int) (*delivery, []string) {
 	b.Helper()
 	dir := b.TempDir()
 	cfg, err := ParseConfig([]byte("[server]\ndomains = [\"example.test\"]\n[storage]\nhomes = [\"homes\"]\n"), "bench.toml", dir)

@@ -60,8 +60,26 @@ const (
 	// MaxInviteLen bounds an invite code.
 	MaxInviteLen = 128
 
-	// MaxMessageSize bounds a message body (append, send, fetch).
+	// MaxMessageSize bounds a message body (append, send, fetch), and so every body a mailbox
+	// stores: a fetch carries the stored (encrypted) body, and clients refuse a larger one.
 	MaxMessageSize = 20 << 20
+	// DeliveryMargin is the room, within MaxMessageSize, kept for what a server adds to a
+	// message it encrypts into a mailbox itself (LMTP, SMTP, send's local and Sent copies):
+	// its trace header fields (Return-Path, Delivered-To, Received: under 7 KiB, as the
+	// envelope parts in them come from command lines of at most 2000 bytes; the server's
+	// TestDeliverSizeRule measures the longest) and the OpenPGP framing (the session-key
+	// packet: under 100 bytes for X25519, as large as the modulus for RSA, whose key is at
+	// most MaxKeySize armored, so under 48 KiB; the SEIPD, literal-data and MDC headers,
+	// under 64 bytes; one partial-length byte per chunk of each of the two streams, about
+	// 2 bytes per 64 KiB).
+	DeliveryMargin = 64 << 10
+	// MaxDeliverySize is the size rule: the largest message (as received, before the trace
+	// fields) a server encrypts into a mailbox, 20 MiB - 64 KiB = 20 905 984 bytes. Its
+	// sealed form fits MaxMessageSize, so whatever is accepted can be fetched; larger is
+	// refused at intake (552 5.3.4 over LMTP and SMTP, too-large for send), and the
+	// delivery path refuses a sealed body over MaxMessageSize all the same, storing
+	// nothing. A configured max_message_bytes may not exceed it.
+	MaxDeliverySize = MaxMessageSize - DeliveryMargin
 	// MaxSummarySize bounds an encrypted summary.
 	MaxSummarySize = 32 << 10
 	// MaxCopyBytes bounds what one copy request may add to the stored bytes: each copy's

@@ -15,6 +15,7 @@ import (
 
 	"cryptomail/client/clienttest"
 	cmcrypto "cryptomail/crypto"
+	"cryptomail/server"
 	"cryptomail/xmap/sexmap"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -36,6 +37,8 @@ type harness struct {
 	srv *clienttest.Server
 	// dataDir is the real server's directory, "" for memback.
 	dataDir string
+	// real is the real server, nil for memback.
+	real *server.Server
 }
 
 func newHarness(t *testing.T) *harness {

@@ -36,6 +36,13 @@ func newServerHarness(t *testing.T) *harness {
 // (plain SMTP, no TLS).
 func newServerHarnessRelay(t *testing.T, smarthost string) *harness {
 	t.Helper()
+	return newServerHarnessConf(t, smarthost, "")
+}
+
+// newServerHarnessConf is newServerHarnessRelay with extra lines in the
+// config's [lmtp] table.
+func newServerHarnessConf(t *testing.T, smarthost, lmtpExtra string) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	conf := fmt.Sprintf(`
 [server]
@@ -45,12 +52,13 @@ domains = ["example.org"]
 homes = ["homes"]
 [lmtp]
 listen = "127.0.0.1:0"
+%s
 [http]
 listen = "127.0.0.1:0"
 [relay]
 smarthost = %q
 starttls = "off"
-`, smarthost)
+`, lmtpExtra, smarthost)
 	cfg, err := server.ParseConfig([]byte(conf), "cmail-test.toml", dir)
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +73,7 @@ starttls = "off"
 		t:       t,
 		url:     "http://" + srv.Addr("http"),
 		dataDir: dir,
+		real:    srv,
 		invite: func(ctx context.Context, address string) (string, error) {
 			return accounts.CreateInvite(ctx, srv.Store(), rand.Reader, address, time.Now().Add(time.Hour))
 		},

@@ -861,3 +861,47 @@ func TestSendLocalSummaryOrigin(t *testing.T) {
 		}
 	}
 }
+
+// TestSendSizeRule: send stores every copy re-encrypted with trace fields, so
+// its body may be at most xmap.MaxDeliverySize (the size rule): at it, the
+// local and Sent copies are stored within what a fetch returns; one byte
+// over is too-large and nothing is stored or queued.
+func TestSendSizeRule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("20 MB messages")
+	}
+	e := newEnv(t)
+	s := e.sender(e.config(""))
+	body := e.pgpMIME(alice, bob, "...", "secret", alice, bob)
+	// Padding in the epilogue, after the closing boundary, keeps it PGP/MIME.
+	padded := func(n int) []byte {
+		b := bytes.NewBuffer(slices.Clone(body))
+		for line := bytes.Repeat([]byte{'p'}, 76); b.Len() < n; {
+			b.Write(line[:min(len(line), n-b.Len())])
+			if r := n - b.Len(); r > 0 {
+				b.WriteString("\r\n"[:min(2, r)])
+			}
+		}
+		return b.Bytes()
+	}
+	req := xmap.Send{Recipients: []xmap.Recipient{{Address: bob, Encrypted: true}}, Body: padded(xmap.MaxDeliverySize + 1)}
+	if _, err := s.Send(e.ctx, alice, &req); xmapCode(err) != xmap.CodeTooLarge {
+		t.Fatalf("a body one byte over the size rule: %v, want too-large", err)
+	}
+	if n := len(e.messages(bob, "INBOX")) + len(e.messages(alice, "Sent")); n != 0 {
+		t.Fatalf("%d messages stored", n)
+	}
+	req.Body = padded(xmap.MaxDeliverySize)
+	if _, err := s.Send(e.ctx, alice, &req); err != nil {
+		t.Fatalf("a body at the size rule: %v", err)
+	}
+	for _, c := range []struct{ user, folder string }{{bob, "INBOX"}, {alice, "Sent"}} {
+		ms := e.messages(c.user, c.folder)
+		if len(ms) != 1 || len(ms[0].Body) > xmap.MaxMessageSize {
+			t.Fatalf("%s's %s: %d messages", c.user, c.folder, len(ms))
+		}
+		if got := e.decrypt(c.user, ms[0].Body); !bytes.HasSuffix(got, req.Body) {
+			t.Errorf("%s's %s copy: %d bytes, not the body sent", c.user, c.folder, len(got))
+		}
+	}
+}

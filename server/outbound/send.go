@@ -22,11 +22,6 @@ import (
 // local=false. err is for an address it cannot parse.
 type Resolver func(addr string) (mailbox string, local bool, err error)
 
-// maxStoredPlain bounds what is encrypted into a shard: stored bodies must
-// stay within xmap.MaxMessageSize after encryption (docs/XMAP.md, Limits),
-// and trace headers plus OpenPGP framing take far less than the margin.
-const maxStoredPlain = xmap.MaxMessageSize - 64<<10
-
 // Sender implements the send request of XMAP (xmapserver.MessageBackend's
 // Send) and relays queued mail to the smarthost. See the package
 // documentation for what happens when.
@@ -111,8 +106,10 @@ func (s *Sender) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.S
 	if err != nil {
 		return nil, err
 	}
-	if len(req.Body) > maxStoredPlain {
-		return nil, xmap.Errorf(xmap.CodeTooLarge, "message body over %d bytes", maxStoredPlain)
+	// The size rule (xmap.MaxDeliverySize): every copy stored here is body
+	// with trace fields, encrypted again, and must fit what a fetch returns.
+	if len(req.Body) > xmap.MaxDeliverySize {
+		return nil, xmap.Errorf(xmap.CodeTooLarge, "message body over %d bytes", xmap.MaxDeliverySize)
 	}
 	if err := s.checkContent(user, req); err != nil {
 		return nil, err
@@ -312,7 +309,8 @@ func (s *Sender) storeMsg(ctx context.Context, mailbox string, key *cmcrypto.Pub
 		return 0, 0, fmt.Errorf("encrypt: %w", err)
 	}
 	if len(body) > xmap.MaxMessageSize {
-		return 0, 0, fmt.Errorf("encrypted body of %d bytes over the limit", len(body))
+		// The size rule's safety net: never store what a fetch cannot return.
+		return 0, 0, xmap.Errorf(xmap.CodeTooLarge, "the message encrypted for storage is %d bytes, over %d", len(body), xmap.MaxMessageSize)
 	}
 	summaryBy := clientBy
 	if len(summary) == 0 {

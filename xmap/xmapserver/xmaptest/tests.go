@@ -3,6 +3,7 @@ package xmaptest
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"slices"
 	"strings"
@@ -708,6 +709,47 @@ func testFetchBudget(w *world) {
 	Fails(t, resp.Responses[2], xmap.CodeTooLarge)
 	if _, there := a.folders()["Late"]; there {
 		t.Error("a request past the budget ran")
+	}
+}
+
+// testAppendSize: an appended body is stored as it is, so the size rule for append is
+// xmap.MaxMessageSize itself: a body of exactly that size is stored and fetched back
+// whole; one byte more is too-large and nothing is stored.
+func testAppendSize(w *world) {
+	t := w.t
+	a := w.user(alice)
+	before := a.folders()["INBOX"].Total
+
+	over := base64.StdEncoding.EncodeToString(make([]byte, xmap.MaxMessageSize+1))
+	doc := `<xmap xmlns="urn:cryptomail:xmap:1" version="1"><append id="a" folder="INBOX"><body>` + over + `</body></append></xmap>`
+	resp, err := xmap.DecodeResponse(bytes.NewReader(a.raw([]byte(doc))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Error == nil || resp.Error.Code != xmap.CodeTooLarge {
+		t.Errorf("append one byte over xmap.MaxMessageSize: %+v, want too-large", resp.Error)
+	}
+	if n := a.folders()["INBOX"].Total; n != before {
+		t.Fatalf("a refused append stored %d messages", n-before)
+	}
+
+	// A real encrypted message of exactly xmap.MaxMessageSize bytes.
+	n := xmap.MaxMessageSize - len(Sealed(""))
+	var body []byte
+	for range 4 {
+		body = Sealed(strings.Repeat("a", n))
+		if len(body) == xmap.MaxMessageSize {
+			break
+		}
+		n -= len(body) - xmap.MaxMessageSize
+	}
+	if len(body) != xmap.MaxMessageSize {
+		t.Fatalf("could not seal a message of %d bytes", xmap.MaxMessageSize)
+	}
+	m := OK[*xmap.AppendResult](t, a.one(&xmap.Append{Folder: byName("INBOX"), Body: body})).Message
+	f := OK[*xmap.FetchResult](t, a.one(&xmap.Fetch{IDs: []string{m.ID}, Parts: xmap.PartBody}))
+	if len(f.Messages) != 1 || !bytes.Equal(f.Messages[0].Body, body) {
+		t.Errorf("fetched %d messages, deferred %v, not the appended body", len(f.Messages), f.Deferred)
 	}
 }
 

@@ -67,6 +67,7 @@ func Run(t *testing.T, newFixture func(t *testing.T, cfg Config) Fixture) {
 		{"Batch", Config{}, testBatch},
 		{"Isolation", Config{}, testIsolation},
 		{"FetchBudget", Config{}, testFetchBudget},
+		{"AppendSize", Config{}, testAppendSize},
 		{"ConcurrentSessions", Config{}, testConcurrentSessions},
 		{"SummaryOrigin", Config{}, testSummaryOrigin},
 	}
