@@ -643,12 +643,12 @@ export class Session {
     const armored = await signAndEncrypt(inner, me, [me.toPublic(), ...rcpts.filter((r) => r.key).map((r) => r.key)], now);
     wipe(inner);
     const body = pgpMIME(fields, armored);
-    if (body.length > LIMITS.maxMessageSize) throw new ClientError(`the encrypted message is ${body.length} bytes, the limit is ${LIMITS.maxMessageSize}`);
+    if (body.length > LIMITS.maxDeliverySize) throw new ClientError(`the encrypted message is ${body.length} bytes, the limit is ${LIMITS.maxDeliverySize}`);
     const req = { body, recipients: [] };
     const plain = rcpts.filter((r) => !r.key).map((r) => r.addr);
     if (plain.length) {
       req.plaintextBody = buildMessage(fields, subject, text, atts, false);
-      if (req.plaintextBody.length > LIMITS.maxMessageSize) throw new ClientError('the message is larger than the limit');
+      if (req.plaintextBody.length > LIMITS.maxDeliverySize) throw new ClientError('the message is larger than the limit');
     }
     const summary = {
       from: formatAddress({ name: fromName, address: this.address }),

@@ -28,6 +28,9 @@ export const LIMITS = Object.freeze({
   maxChanges: 5000,
   maxWaitSeconds: 120,
   maxMessageSize: 20 << 20,
+  // The size rule (XMAP.md, Limits): the largest message send takes, leaving room within
+  // maxMessageSize for what the server adds before storing it.
+  maxDeliverySize: (20 << 20) - (64 << 10),
   maxSummarySize: 32 << 10,
   maxContactSize: 32 << 10,
   maxKeySize: 64 << 10,
