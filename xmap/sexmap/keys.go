@@ -47,7 +47,7 @@ const fakeSaltSecretLabel = "SeXMAP/1 fake salt secret"
 // missing) with a fresh key when there is none. A key file that group or
 // others can read is refused with ErrKeyFilePermissions rather than used.
 func LoadOrCreateServerKey(path string) (noise.DHKey, error) {
-	key, err := loadServerKey(path)
+	key, err := LoadServerKey(path)
 	if !errors.Is(err, fs.ErrNotExist) {
 		return key, err
 	}
@@ -55,10 +55,12 @@ func LoadOrCreateServerKey(path string) (noise.DHKey, error) {
 		return noise.DHKey{}, err
 	}
 	// Whether we or a concurrent start created it, the file on disk wins.
-	return loadServerKey(path)
+	return LoadServerKey(path)
 }
 
-func loadServerKey(path string) (noise.DHKey, error) {
+// LoadServerKey is LoadOrCreateServerKey for an existing key: it never
+// creates a file, and a missing one is an error wrapping fs.ErrNotExist.
+func LoadServerKey(path string) (noise.DHKey, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return noise.DHKey{}, fmt.Errorf("sexmap: server key: %w", err)
