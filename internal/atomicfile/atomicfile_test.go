@@ -9,18 +9,21 @@ import (
 	"testing"
 )
 
-// entries lists dir's names, to check that no temporary file stays behind.
-func entries(t *testing.T, dir string) []string {
+// onlyEntry fails unless dir holds exactly name: no temporary file stayed
+// behind.
+func onlyEntry(t *testing.T, dir, name string) {
 	t.Helper()
 	es, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, e := range es {
-		names = append(names, e.Name())
+	if len(es) != 1 || es[0].Name() != name {
+		var names []string
+		for _, e := range es {
+			names = append(names, e.Name())
+		}
+		t.Errorf("%s holds %q, want only %s", dir, names, name)
 	}
-	return names
 }
 
 func checkFile(t *testing.T, path, want string, perm fs.FileMode) {
@@ -50,9 +53,7 @@ func TestWriteFileReplaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFile(t, p, "two", 0o644)
-	if names := entries(t, dir); len(names) != 1 {
-		t.Errorf("directory holds %q, want only state.json", names)
-	}
+	onlyEntry(t, dir, "state.json")
 }
 
 func TestCreateRefusesExisting(t *testing.T) {
@@ -66,9 +67,7 @@ func TestCreateRefusesExisting(t *testing.T) {
 		t.Fatalf("second Create = %v, want fs.ErrExist", err)
 	}
 	checkFile(t, p, "first", 0o600)
-	if names := entries(t, dir); len(names) != 1 {
-		t.Errorf("directory holds %q after a refused Create, want only key", names)
-	}
+	onlyEntry(t, dir, "key")
 }
 
 func TestCreateConcurrentOneWins(t *testing.T) {
@@ -92,9 +91,7 @@ func TestCreateConcurrentOneWins(t *testing.T) {
 	if won != 1 {
 		t.Errorf("%d Creates succeeded, want 1", won)
 	}
-	if names := entries(t, dir); len(names) != 1 {
-		t.Errorf("directory holds %q, want only key", names)
-	}
+	onlyEntry(t, dir, "key")
 }
 
 func TestWriteFileErrorLeavesNoTemp(t *testing.T) {
@@ -108,9 +105,7 @@ func TestWriteFileErrorLeavesNoTemp(t *testing.T) {
 	if err := WriteFile(target, []byte("data"), 0o600); err == nil {
 		t.Fatal("WriteFile onto a directory succeeded")
 	}
-	if names := entries(t, dir); len(names) != 1 || names[0] != "target" {
-		t.Errorf("directory holds %q after a failed write, want only target", names)
-	}
+	onlyEntry(t, dir, "target")
 	// A missing directory is an error, not a created one.
 	if err := WriteFile(filepath.Join(dir, "nope", "f"), []byte("x"), 0o600); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("WriteFile into a missing directory = %v, want fs.ErrNotExist", err)
