@@ -304,8 +304,13 @@ func cmdInit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	_, statErr := os.Stat(filepath.Join(cfg.Server.DataDir, shard.MetaFile))
-	fresh := errors.Is(statErr, fs.ErrNotExist)
+	keyPath := accounts.ServerKeyPath(cfg.Server.DataDir)
+	fresh := false
+	for _, p := range []string{filepath.Join(cfg.Server.DataDir, shard.MetaFile), keyPath} {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			fresh = true
+		}
+	}
 	st, err := server.OpenStore(context.Background(), cfg, adminLogger(stderr))
 	if err != nil {
 		return err
@@ -313,7 +318,7 @@ func cmdInit(args []string, stdout, stderr io.Writer) error {
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
-	key, err := sexmap.LoadOrCreateServerKey(accounts.ServerKeyPath(cfg.Server.DataDir))
+	key, err := sexmap.LoadOrCreateServerKey(keyPath)
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
