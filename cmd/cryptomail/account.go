@@ -63,10 +63,7 @@ func cmdUserInvite(args []string, stdout, stderr io.Writer) error {
 
 func cmdServerKey(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("server-key", stderr)
-	if err := c.noArgs(args); err != nil {
-		return err
-	}
-	cfg, err := c.loadConfig()
+	cfg, err := c.noArgsConfig(args)
 	if err != nil {
 		return err
 	}

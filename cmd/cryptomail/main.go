@@ -179,6 +179,15 @@ func (c *command) noArgs(args []string) error {
 	return err
 }
 
+// noArgsConfig is noArgs followed by loadConfig, for an admin command that
+// takes no positional argument.
+func (c *command) noArgsConfig(args []string) (*server.Config, error) {
+	if err := c.noArgs(args); err != nil {
+		return nil, err
+	}
+	return c.loadConfig()
+}
+
 // oneAddress parses args for a command that takes exactly one ADDRESS.
 func (c *command) oneAddress(args []string) (string, error) {
 	pos, err := c.parse(args)
@@ -297,10 +306,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 // nothing and prints the same key.
 func cmdInit(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("init", stderr)
-	if err := c.noArgs(args); err != nil {
-		return err
-	}
-	cfg, err := c.loadConfig()
+	cfg, err := c.noArgsConfig(args)
 	if err != nil {
 		return err
 	}
@@ -333,10 +339,7 @@ func cmdInit(args []string, stdout, stderr io.Writer) error {
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("check-config", stderr)
-	if err := c.noArgs(args); err != nil {
-		return err
-	}
-	cfg, err := c.loadConfig()
+	cfg, err := c.noArgsConfig(args)
 	if err != nil {
 		return err
 	}
