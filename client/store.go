@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"cryptomail/internal/atomicfile"
 	"cryptomail/xmap/sexmap"
 )
 
@@ -160,31 +161,8 @@ func (s *store) save() error {
 // writeFileAtomic replaces path with data (mode 0600) so that a crash leaves either the
 // old or the new file, never a torn one (a torn pin file would refuse every server).
 func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("client home: %w", err)
-	}
-	name := tmp.Name()
-	defer os.Remove(name) // after a successful rename this is a no-op
-	err = tmp.Chmod(0o600)
-	if err == nil {
-		_, err = tmp.Write(data)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(name, path)
-	}
-	if err != nil {
-		return fmt.Errorf("client home: writing %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

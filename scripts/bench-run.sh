@@ -339,6 +339,8 @@ log "profile $PROFILE; temp dir $T (${fs_type:-?} on ${fs_src:-?}); page-cache d
 log "creating $NUSERS+1 users on both servers"
 $BC keyring -n "$NUSERS" -addr "%duser@$DOMAIN" -extra "bench@$DOMAIN" -out "$T/users.asc"
 note "benchctl keyring -n $NUSERS -addr '%duser@$DOMAIN' -extra bench@$DOMAIN -out \$T/users.asc"
+"$CM" init -config "$CM_CONF" >"$T/logs/init.log"
+note "cryptomail init -config \$T/cm/cryptomail.toml"
 t0=$(now_ns)
 "$CM" user add -config "$CM_CONF" --from-file "$T/users.asc" >"$T/logs/useradd.log"
 main_add_s=$(secs_since "$t0")
@@ -478,6 +480,7 @@ listen = "127.0.0.1:$P_SC_LMTP"
 listen = ""
 EOF
 	$BC keyring -n "$S" -addr "%duser@$DOMAIN" -out "$SD/users.asc"
+	"$CM" init -config "$SD/cryptomail.toml" >>"$T/logs/init.log"
 	t0=$(now_ns)
 	"$CM" user add -config "$SD/cryptomail.toml" --from-file "$SD/users.asc" >>"$T/logs/useradd.log"
 	add_s=$(secs_since "$t0")
@@ -500,7 +503,7 @@ EOF
 	log "  add ${add_s}s, $rate msgs/s, $smp, $disk on disk"
 	rm -rf "$SD"
 done
-note "benchctl keyring -n S -addr '%duser@$DOMAIN' -out users.asc; cryptomail user add --from-file users.asc; cryptomail serve; smtp-source -L -d -s 10 -m min(S,$SCALE_MSGS) -l 4096 -N -t user@$DOMAIN ... (repeated up to $SCALE_MSGS messages)   # per scale row, fresh data dir"
+note "benchctl keyring -n S -addr '%duser@$DOMAIN' -out users.asc; cryptomail init; cryptomail user add --from-file users.asc; cryptomail serve; smtp-source -L -d -s 10 -m min(S,$SCALE_MSGS) -l 4096 -N -t user@$DOMAIN ... (repeated up to $SCALE_MSGS messages)   # per scale row, fresh data dir"
 
 # --- 5. optional micro-benchmarks ------------------------------------------------------------------------
 micro=""

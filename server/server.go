@@ -32,14 +32,27 @@ func NewLogger(c LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// OpenStore opens the metabase and shard pool named by the config. Admin
-// commands use it too, so they work beside a running server.
+// OpenStore opens the metabase and shard pool named by the config, creating
+// the data dir, the homes and meta.db where missing: only `serve` and `init`
+// use it.
 func OpenStore(ctx context.Context, cfg *Config, logger *slog.Logger) (*shard.Store, error) {
+	return openStore(ctx, cfg, logger, false)
+}
+
+// OpenExistingStore is OpenStore for admin commands: it creates nothing, and
+// fails with an error wrapping shard.ErrNoStore where the data dir has no
+// metabase or a home is missing. Admin commands work beside a running server.
+func OpenExistingStore(ctx context.Context, cfg *Config, logger *slog.Logger) (*shard.Store, error) {
+	return openStore(ctx, cfg, logger, true)
+}
+
+func openStore(ctx context.Context, cfg *Config, logger *slog.Logger, noCreate bool) (*shard.Store, error) {
 	st, err := shard.Open(ctx, shard.Options{
 		DataDir:       cfg.Server.DataDir,
 		Homes:         cfg.Storage.Homes,
 		MaxOpenShards: cfg.Storage.MaxOpenShards,
 		Logger:        logger,
+		NoCreate:      noCreate,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open storage: %w", err)

@@ -10,7 +10,10 @@
 // file system. A new user goes to the configured home with the fewest users
 // (ties: the first in configured order). Files are created 0600, directories
 // 0700. Schemas are numbered migrations embedded in the binary, tracked with
-// PRAGMA user_version and applied in one transaction when a file is opened.
+// PRAGMA user_version and applied in one transaction when a file is opened
+// (internal/sqlitedb, shared with the outbound queue). Open creates the data
+// dir, the homes and meta.db where missing, unless Options.NoCreate says the
+// store must exist already (admin tools): then nothing is created.
 //
 // # Durability
 //

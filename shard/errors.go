@@ -28,6 +28,9 @@ var (
 	ErrCorrupt = errors.New("storage corrupt")
 	// ErrClosed: the Store has been closed.
 	ErrClosed = errors.New("store closed")
+	// ErrNoStore: Open with Options.NoCreate found no metabase (or a home
+	// missing); nothing was created.
+	ErrNoStore = errors.New("not initialized")
 
 	// Errors of the mail operations (mail.go, contact.go, changes.go).
 

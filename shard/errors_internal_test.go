@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/mattn/go-sqlite3"
+
+	"cryptomail/internal/sqlitedb"
 )
 
 func TestClassify(t *testing.T) {
@@ -57,13 +59,13 @@ func TestClassify(t *testing.T) {
 
 func TestLoadMigrations(t *testing.T) {
 	for _, dir := range []string{"migrations/meta", "migrations/shard"} {
-		ms, err := loadMigrations(migrationFS, dir)
+		ms, err := sqlitedb.LoadMigrations(migrationFS, dir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i, m := range ms {
-			if m.version != i+1 {
-				t.Fatalf("%s: migration %d has version %d", dir, i, m.version)
+			if m.Version != i+1 {
+				t.Fatalf("%s: migration %d has version %d", dir, i, m.Version)
 			}
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"cryptomail/internal/sqlitedb"
 )
 
 // TestMigrateMail: a shard written by the first schema (deliveries stamping their
@@ -180,7 +182,7 @@ func TestMigrateBodies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := slices.IndexFunc(ms, func(m migration) bool { return strings.HasPrefix(m.name, "0006_") })
+	i := slices.IndexFunc(ms, func(m sqlitedb.Migration) bool { return strings.HasPrefix(m.Name, "0006_") })
 	if i < 0 {
 		t.Fatal("no migration 0006")
 	}

@@ -44,6 +44,11 @@ type Options struct {
 	MaxOpenShards int           // <=0 → DefaultMaxOpenShards
 	BusyTimeout   time.Duration // how long to wait for another connection's lock; <=0 → DefaultBusyTimeout
 	Logger        *slog.Logger  // nil → slog.Default()
+	// NoCreate opens an existing store only: the data dir, meta.db and
+	// every home must exist, and nothing is created (admin commands use it,
+	// so a wrong config cannot start a new, empty server). A missing one is
+	// an error wrapping ErrNoStore.
+	NoCreate bool
 }
 
 // Store is the MetaBase and every shard it points to. It is safe for
@@ -118,14 +123,20 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shard: open: %w", err)
 	}
-	for _, dir := range append([]string{opts.DataDir}, homes...) {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("shard: open: %w", classify(err))
-		}
-	}
 	metaPath := filepath.Join(opts.DataDir, MetaFile)
-	if err := createFile(metaPath); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("shard: open %s: %w", metaPath, err)
+	if opts.NoCreate {
+		if err := existing(metaPath, homes); err != nil {
+			return nil, fmt.Errorf("shard: open: %w", err)
+		}
+	} else {
+		for _, dir := range append([]string{opts.DataDir}, homes...) {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("shard: open: %w", classify(err))
+			}
+		}
+		if err := createFile(metaPath); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("shard: open %s: %w", metaPath, err)
+		}
 	}
 	s.meta = openPair(metaPath, s.busy, kindMeta)
 	if err := migrate(ctx, s.meta.w, ms); err != nil {
@@ -133,6 +144,34 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("shard: open %s: %w", metaPath, err)
 	}
 	return s, nil
+}
+
+// existing checks, for Options.NoCreate, that the metabase file and every
+// home exist.
+func existing(metaPath string, homes []string) error {
+	fi, err := os.Stat(metaPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s does not exist", ErrNoStore, metaPath)
+	}
+	if err != nil {
+		return classify(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", metaPath)
+	}
+	for _, h := range homes {
+		fi, err := os.Stat(h)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: home %s does not exist", ErrNoStore, h)
+		}
+		if err != nil {
+			return classify(err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("home %s is not a directory", h)
+		}
+	}
+	return nil
 }
 
 // Close closes every idle shard handle and the metabase. Call it after every

@@ -590,3 +590,47 @@ func TestClosed(t *testing.T) {
 		t.Fatal("Deliver after Close succeeded")
 	}
 }
+
+func TestOpenNoCreate(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 2)
+	root := filepath.Dir(e.dataDir)
+	opts := shard.Options{DataDir: e.dataDir, Homes: e.homes, Logger: quiet, NoCreate: true}
+	if _, err := shard.Open(ctx, opts); !errors.Is(err, shard.ErrNoStore) {
+		t.Fatalf("Open(NoCreate) on nothing = %v, want ErrNoStore", err)
+	}
+	if es, _ := os.ReadDir(root); len(es) != 0 {
+		t.Fatalf("Open(NoCreate) created %v", es)
+	}
+	// An empty data dir is no store either, and stays empty.
+	if err := os.Mkdir(e.dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := shard.Open(ctx, opts); !errors.Is(err, shard.ErrNoStore) || !strings.Contains(err.Error(), shard.MetaFile) {
+		t.Fatalf("Open(NoCreate) on an empty data dir = %v, want ErrNoStore naming %s", err, shard.MetaFile)
+	}
+	if es, _ := os.ReadDir(e.dataDir); len(es) != 0 {
+		t.Fatalf("Open(NoCreate) created %v in the data dir", es)
+	}
+
+	s := e.open(t)
+	mustCreate(t, s, "alice@example.org")
+	s.Close()
+	s, err := shard.Open(ctx, opts)
+	if err != nil {
+		t.Fatalf("Open(NoCreate) on an existing store: %v", err)
+	}
+	if _, err := s.User(ctx, "alice@example.org"); err != nil {
+		t.Errorf("User: %v", err)
+	}
+	s.Close()
+
+	// A configured home that is missing is not created either.
+	opts.Homes = append(opts.Homes, filepath.Join(root, "new-home"))
+	if _, err := shard.Open(ctx, opts); !errors.Is(err, shard.ErrNoStore) || !strings.Contains(err.Error(), "new-home") {
+		t.Fatalf("Open(NoCreate) with a missing home = %v, want ErrNoStore naming it", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "new-home")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Open(NoCreate) created the missing home (%v)", err)
+	}
+}

@@ -59,6 +59,10 @@ level = "info"
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The invites are made before the first serve: init creates the store.
+	if out, err := exec.Command(bin, "init", "-config", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("cryptomail init: %v\n%s", err, out)
+	}
 	users := []map[string]string{
 		{"address": "alice@example.test", "name": "Alice Example", "passphrase": "correct horse battery staple"},
 		{"address": "bob@example.test", "name": "Bob Example", "passphrase": "tr0ub4dor and three more words"},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"time"
 
 	"cryptomail/server/accounts"
@@ -62,16 +63,20 @@ func cmdUserInvite(args []string, stdout, stderr io.Writer) error {
 
 func cmdServerKey(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("server-key", stderr)
-	if err := c.noArgs(args); err != nil {
-		return err
-	}
-	cfg, err := c.loadConfig()
+	cfg, err := c.noArgsConfig(args)
 	if err != nil {
 		return err
 	}
-	// Created here if the server has not run yet, so the key can be
-	// published before the first start; the server then loads the same file.
-	key, err := sexmap.LoadOrCreateServerKey(accounts.ServerKeyPath(cfg.Server.DataDir))
+	if err := requireServer(cfg); err != nil {
+		return err
+	}
+	// Never created here: a key printed from a wrong config would be
+	// published and pinned for a server that does not exist. serve and init
+	// create it.
+	key, err := sexmap.LoadServerKey(accounts.ServerKeyPath(cfg.Server.DataDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return noServerError(cfg, fmt.Errorf("no server key: %w", err))
+	}
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,17 @@ func binary(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	// No test reads the machine's config: not /etc, not the caller's
+	// $CRYPTOMAIL_CONFIG. Tests that want one set them.
+	etc, err := os.MkdirTemp("", "cryptomail-etc-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	systemConfig = filepath.Join(etc, "cryptomail.toml")
+	os.Unsetenv(configEnv)
 	code := m.Run()
+	os.RemoveAll(etc)
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}

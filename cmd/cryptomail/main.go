@@ -1,6 +1,7 @@
 // Command cryptomail is the CryptoMail server and its admin tool.
 //
 //	cryptomail serve  [-config FILE]
+//	cryptomail init   [-config FILE]
 //	cryptomail user add  [-config FILE] --public-key KEY.asc ADDRESS
 //	cryptomail user list [-config FILE] [--json]
 //	cryptomail user del  [-config FILE] --yes ADDRESS
@@ -9,7 +10,10 @@
 //	cryptomail export    [-config FILE] --out FILE ADDRESS
 //	cryptomail check-config [-config FILE]
 //
-// Flags may come before or after the positional arguments.
+// Flags may come before or after the positional arguments. Without -config
+// every command reads $CRYPTOMAIL_CONFIG, then /etc/cryptomail/cryptomail.toml;
+// only serve falls back to the built-in config.example.toml. Only serve and
+// init create a data dir, a metabase or a server key.
 package main
 
 import (
@@ -18,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -26,7 +31,9 @@ import (
 
 	"cryptomail"
 	"cryptomail/server"
+	"cryptomail/server/accounts"
 	"cryptomail/shard"
+	"cryptomail/xmap/sexmap"
 )
 
 // usageError makes the command exit 2.
@@ -39,7 +46,10 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 const usage = `usage: cryptomail COMMAND [flags] [args]
 
 commands:
-  serve                              run every listener (LMTP, SMTP, HTTP)
+  serve                              run every listener (LMTP, SMTP, HTTP); creates
+                                     the data dir, metabase and server key if missing
+  init                               create the data dir, homes, metabase and server
+                                     key without serving, and print the server key
   user add --public-key KEY ADDRESS  register a user with an OpenPGP public key
   user add --from-file KEYRING [--skip-existing]
                                      register one user per key in a keyring (bulk;
@@ -51,12 +61,17 @@ commands:
                                      last line) for a new user, or for one added
                                      with --public-key to activate
   server-key                         print the server's SeXMAP public key, for
-                                     clients to pin (created if missing)
+                                     clients to pin
   export --out FILE ADDRESS          write the user's mail as an mbox of OpenPGP messages
   check-config                       validate the configuration and exit
 
-every command takes -config FILE (default: the built-in config.example.toml,
-with paths relative to the current directory)
+every command takes -config FILE; without it the config is $CRYPTOMAIL_CONFIG,
+then /etc/cryptomail/cryptomail.toml. Admin commands (user, export, server-key,
+check-config) fail if there is none, or if its data_dir has no metabase yet:
+they never create a server. Only serve falls back to the built-in
+config.example.toml (paths relative to the current directory).
+
+exit status: 0 done, 1 failed, 2 usage error
 `
 
 func main() {
@@ -88,6 +103,8 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "serve":
 		return cmdServe(rest, stderr)
+	case "init":
+		return cmdInit(rest, stdout, stderr)
 	case "user":
 		if len(rest) == 0 {
 			return usagef("user: want add, list, del or invite")
@@ -127,7 +144,7 @@ type command struct {
 func newCommand(name string, stderr io.Writer) *command {
 	c := &command{fs: flag.NewFlagSet(name, flag.ContinueOnError), stderr: stderr}
 	c.fs.SetOutput(stderr)
-	c.fs.StringVar(&c.config, "config", "", "configuration file (default: built-in config.example.toml)")
+	c.fs.StringVar(&c.config, "config", "", "configuration file (default: $"+configEnv+", then "+systemConfig+")")
 	return c
 }
 
@@ -162,6 +179,15 @@ func (c *command) noArgs(args []string) error {
 	return err
 }
 
+// noArgsConfig is noArgs followed by loadConfig, for an admin command that
+// takes no positional argument.
+func (c *command) noArgsConfig(args []string) (*server.Config, error) {
+	if err := c.noArgs(args); err != nil {
+		return nil, err
+	}
+	return c.loadConfig()
+}
+
 // oneAddress parses args for a command that takes exactly one ADDRESS.
 func (c *command) oneAddress(args []string) (string, error) {
 	pos, err := c.parse(args)
@@ -174,21 +200,90 @@ func (c *command) oneAddress(args []string) (string, error) {
 	return pos[0], nil
 }
 
-// openStore opens cfg's store for an admin command, which logs only
-// warnings and errors.
+// configEnv names the config file when -config is not given.
+const configEnv = "CRYPTOMAIL_CONFIG"
+
+// systemConfig is the config file read when neither -config nor
+// $CRYPTOMAIL_CONFIG names one. A variable so that tests never touch /etc.
+var systemConfig = "/etc/cryptomail/cryptomail.toml"
+
+// errNoConfig: none of the places a config is looked for has one.
+var errNoConfig = errors.New("no configuration")
+
+// openStore opens cfg's existing store for an admin command, which logs only
+// warnings and errors. It creates nothing.
 func (c *command) openStore(ctx context.Context, cfg *server.Config) (*shard.Store, error) {
-	return server.OpenStore(ctx, cfg, adminLogger(c.stderr))
+	st, err := server.OpenExistingStore(ctx, cfg, adminLogger(c.stderr))
+	if errors.Is(err, shard.ErrNoStore) {
+		return nil, noServerError(cfg, err)
+	}
+	return st, err
 }
 
-func (c *command) loadConfig() (*server.Config, error) {
-	if c.config == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			return nil, err
-		}
-		return server.ParseConfig(cryptomail.DefaultConfig, "config.example.toml (built in)", wd)
+// requireServer fails, with the same hint as openStore, when cfg's data dir
+// has no metabase: for admin commands that do not open the store.
+func requireServer(cfg *server.Config) error {
+	meta := filepath.Join(cfg.Server.DataDir, shard.MetaFile)
+	_, err := os.Stat(meta)
+	if errors.Is(err, fs.ErrNotExist) {
+		return noServerError(cfg, fmt.Errorf("%w: %s does not exist", shard.ErrNoStore, meta))
 	}
-	return server.LoadConfig(c.config)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfg.Path, err)
+	}
+	return nil
+}
+
+func noServerError(cfg *server.Config, err error) error {
+	return fmt.Errorf("%s: %w; run `cryptomail serve -config %s` once, or `cryptomail init -config %s`",
+		cfg.Path, err, cfg.Path, cfg.Path)
+}
+
+// loadConfig reads the config of an admin command: -config, else
+// $CRYPTOMAIL_CONFIG, else systemConfig. Finding none is an error naming
+// each place, never a default that would start a new, empty server.
+func (c *command) loadConfig() (*server.Config, error) {
+	cfg, err := c.findConfig()
+	if errors.Is(err, errNoConfig) {
+		return nil, fmt.Errorf("%w: no -config FILE given, $%s is not set, and %s does not exist; name the server's config with -config FILE or $%s",
+			err, configEnv, systemConfig, configEnv)
+	}
+	return cfg, err
+}
+
+func (c *command) findConfig() (*server.Config, error) {
+	if c.config != "" {
+		return server.LoadConfig(c.config)
+	}
+	if p := os.Getenv(configEnv); p != "" {
+		cfg, err := server.LoadConfig(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w (named by $%s)", err, configEnv)
+		}
+		return cfg, nil
+	}
+	if _, err := os.Stat(systemConfig); err == nil {
+		return server.LoadConfig(systemConfig)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return nil, errNoConfig
+}
+
+// loadServeConfig is loadConfig for serve, which falls back to the built-in
+// config.example.toml (paths relative to the current directory) and says so.
+func (c *command) loadServeConfig() (*server.Config, error) {
+	cfg, err := c.findConfig()
+	if !errors.Is(err, errNoConfig) {
+		return cfg, err
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(c.stderr, "cryptomail: no -config, $%s unset and no %s: serving the built-in config.example.toml from %s\n",
+		configEnv, systemConfig, wd)
+	return server.ParseConfig(cryptomail.DefaultConfig, "config.example.toml (built in)", wd)
 }
 
 func cmdServe(args []string, stderr io.Writer) error {
@@ -196,7 +291,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err := c.noArgs(args); err != nil {
 		return err
 	}
-	cfg, err := c.loadConfig()
+	cfg, err := c.loadServeConfig()
 	if err != nil {
 		return err
 	}
@@ -206,13 +301,49 @@ func cmdServe(args []string, stderr io.Writer) error {
 	return server.Run(ctx, cfg, logger)
 }
 
-func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
-	c := newCommand("check-config", stderr)
-	if err := c.noArgs(args); err != nil {
+// cmdInit creates what serve would on its first start (data dir, homes,
+// metabase, server key) and prints the server key. Run again it changes
+// nothing and prints the same key.
+func cmdInit(args []string, stdout, stderr io.Writer) error {
+	c := newCommand("init", stderr)
+	cfg, err := c.noArgsConfig(args)
+	if err != nil {
 		return err
 	}
-	cfg, err := c.loadConfig()
+	keyPath := accounts.ServerKeyPath(cfg.Server.DataDir)
+	fresh := false
+	for _, p := range []string{filepath.Join(cfg.Server.DataDir, shard.MetaFile), keyPath} {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			fresh = true
+		}
+	}
+	st, err := server.OpenStore(context.Background(), cfg, adminLogger(stderr))
 	if err != nil {
+		return err
+	}
+	if err := st.Close(); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	key, err := sexmap.LoadOrCreateServerKey(keyPath)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	what := "initialized"
+	if !fresh {
+		what = "already initialized"
+	}
+	fmt.Fprintf(stdout, "%s %s: data_dir %s; homes %s\n", cfg.Path, what, cfg.Server.DataDir, strings.Join(cfg.Storage.Homes, ", "))
+	fmt.Fprintf(stdout, "server key (clients pin it; `cryptomail server-key` prints it again):\n%s\n", sexmap.EncodePublicKey(key.Public))
+	return nil
+}
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
+	c := newCommand("check-config", stderr)
+	cfg, err := c.noArgsConfig(args)
+	if err != nil {
+		return err
+	}
+	if err := requireServer(cfg); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok (domains %s; data_dir %s; homes %s)\n", cfg.Path,

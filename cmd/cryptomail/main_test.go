@@ -16,10 +16,20 @@ import (
 	cmcrypto "cryptomail/crypto"
 )
 
-// writeConfig makes a config in a fresh dir; listeners on ports chosen by the caller.
+// writeConfig makes a config in a fresh dir, with listeners on ports chosen
+// by the caller, and runs `cryptomail init` on it so admin commands work.
 func writeConfig(t *testing.T, lmtpAddr string) string {
 	t.Helper()
-	dir := t.TempDir()
+	p := writeBareConfig(t, t.TempDir(), lmtpAddr)
+	if r := runCLI("init", "-config", p); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	return p
+}
+
+// writeBareConfig writes a config into dir and creates nothing else.
+func writeBareConfig(t *testing.T, dir, lmtpAddr string) string {
+	t.Helper()
 	p := filepath.Join(dir, "cryptomail.toml")
 	conf := "[server]\nhostname = \"mx.example.test\"\ndomains = [\"example.test\"]\ndata_dir = \"data\"\n" +
 		"[storage]\nhomes = [\"homes1\", \"homes2\"]\n[lmtp]\nlisten = \"" + lmtpAddr + "\"\n[http]\nlisten = \"\"\n"

@@ -96,10 +96,7 @@ func accountAddress(cfg *server.Config, raw string) (string, error) {
 func cmdUserList(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("user list", stderr)
 	asJSON := c.fs.Bool("json", false, "print a JSON array")
-	if err := c.noArgs(args); err != nil {
-		return err
-	}
-	cfg, err := c.loadConfig()
+	cfg, err := c.noArgsConfig(args)
 	if err != nil {
 		return err
 	}

@@ -103,6 +103,11 @@ func newInstance(t testing.TB, o options) *instance {
 	if err := os.WriteFile(in.cfgPath, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Admin commands (addUser) create nothing; init makes the store they
+	// open, as an admin would before adding users to a server not yet run.
+	if out, err := exec.Command(binary(t), "init", "-config", in.cfgPath).CombinedOutput(); err != nil {
+		t.Fatalf("cryptomail init: %v\n%s", err, out)
+	}
 	t.Cleanup(func() {
 		if in.running() {
 			in.kill()

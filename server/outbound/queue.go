@@ -4,19 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"errors"
 	"fmt"
-	"io/fs"
-	"net/url"
-	"os"
-	"path"
-	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
+	"sync"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"cryptomail/internal/sqlitedb"
 )
 
 //go:embed migrations/*.sql
@@ -39,111 +31,27 @@ type queue struct {
 	db *sql.DB
 }
 
+// queueMigrations are the queue's embedded schema steps.
+var queueMigrations = sync.OnceValues(func() ([]sqlitedb.Migration, error) {
+	return sqlitedb.LoadMigrations(migrationFS, "migrations")
+})
+
 // openQueue opens (creating with mode 0600 if missing) and migrates the
-// queue file.
+// queue file, with the settings of every CryptoMail database (sqlitedb).
 func openQueue(ctx context.Context, file string) (*queue, error) {
-	f, err := os.OpenFile(file, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	switch {
-	case err == nil:
-		if err := f.Close(); err != nil {
-			return nil, err
-		}
-		// The new name must survive a power cut like the rows in it.
-		if err := syncDir(filepath.Dir(file)); err != nil {
-			return nil, err
-		}
-	case !errors.Is(err, fs.ErrExist):
-		return nil, err
-	}
-	q := []string{
-		"mode=rw", // the file exists now; never let SQLite create one with its own mode
-		"_journal_mode=WAL",
-		"_synchronous=FULL",
-		"_foreign_keys=on",
-		"_secure_delete=on",
-		"_busy_timeout=" + strconv.FormatInt(busyTimeout.Milliseconds(), 10),
-		"_txlock=immediate",
-	}
-	u := url.URL{Path: file}
-	db, err := sql.Open("sqlite3", "file:"+u.EscapedPath()+"?"+strings.Join(q, "&"))
+	ms, err := queueMigrations()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("outbound queue: %w", err)
+	}
+	db, err := sqlitedb.Open(ctx, file, busyTimeout, ms)
+	if err != nil {
+		return nil, fmt.Errorf("outbound queue: %w", err)
 	}
 	// One connection: the queue is small and every statement is short, and
 	// it serializes the writers without SQLITE_BUSY between them.
 	db.SetMaxOpenConns(1)
 	db.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, db); err != nil {
-		db.Close()
-		return nil, err
-	}
 	return &queue{db: db}, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// migrate applies the embedded NNNN_name.sql files past PRAGMA user_version
-// in one transaction.
-func migrate(ctx context.Context, db *sql.DB) error {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return err
-	}
-	type step struct {
-		version int
-		name    string
-	}
-	var steps []step
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v < 1 || !strings.HasSuffix(e.Name(), ".sql") {
-			return fmt.Errorf("migration %s: name must be NNNN_name.sql", e.Name())
-		}
-		steps = append(steps, step{v, e.Name()})
-	}
-	sort.Slice(steps, func(i, j int) bool { return steps[i].version < steps[j].version })
-	for i, s := range steps {
-		if s.version != i+1 {
-			return fmt.Errorf("migrations: expected version %d, found %s", i+1, s.name)
-		}
-	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var v int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		return err
-	}
-	if v > len(steps) {
-		return fmt.Errorf("queue schema version %d is newer than this program's %d", v, len(steps))
-	}
-	if v == len(steps) {
-		return nil
-	}
-	for _, s := range steps[v:] {
-		b, err := fs.ReadFile(migrationFS, path.Join("migrations", s.name))
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, string(b)); err != nil {
-			return fmt.Errorf("migration %s: %w", s.name, err)
-		}
-	}
-	// PRAGMA takes no bound parameters; the value is an int we computed.
-	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(steps))); err != nil {
-		return err
-	}
-	return tx.Commit()
 }
 
 func (q *queue) close() error { return q.db.Close() }

@@ -28,5 +28,5 @@
 //
 // Server side: NewServer, Server.ServeHTTP (or Server.Register), EndSession.
 // Client side: DialNK, DialXK, ClientSession.RoundTrip, FetchServerKey, Pin.
-// Keys: LoadOrCreateServerKey, DeriveKeys, LoginPublicKey, FakeSalt.
+// Keys: LoadOrCreateServerKey, LoadServerKey, DeriveKeys, LoginPublicKey, FakeSalt.
 package sexmap

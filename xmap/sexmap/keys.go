@@ -19,6 +19,8 @@ import (
 	"github.com/flynn/noise"
 	"golang.org/x/crypto/curve25519"
 	"golang.org/x/crypto/hkdf"
+
+	"cryptomail/internal/atomicfile"
 )
 
 // Errors about keys.
@@ -45,7 +47,7 @@ const fakeSaltSecretLabel = "SeXMAP/1 fake salt secret"
 // missing) with a fresh key when there is none. A key file that group or
 // others can read is refused with ErrKeyFilePermissions rather than used.
 func LoadOrCreateServerKey(path string) (noise.DHKey, error) {
-	key, err := loadServerKey(path)
+	key, err := LoadServerKey(path)
 	if !errors.Is(err, fs.ErrNotExist) {
 		return key, err
 	}
@@ -53,10 +55,12 @@ func LoadOrCreateServerKey(path string) (noise.DHKey, error) {
 		return noise.DHKey{}, err
 	}
 	// Whether we or a concurrent start created it, the file on disk wins.
-	return loadServerKey(path)
+	return LoadServerKey(path)
 }
 
-func loadServerKey(path string) (noise.DHKey, error) {
+// LoadServerKey is LoadOrCreateServerKey for an existing key: it never
+// creates a file, and a missing one is an error wrapping fs.ErrNotExist.
+func LoadServerKey(path string) (noise.DHKey, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return noise.DHKey{}, fmt.Errorf("sexmap: server key: %w", err)
@@ -114,47 +118,24 @@ func parseKeyFile(data []byte) ([]byte, error) {
 	return found, nil
 }
 
-// createServerKey writes a new key to a temporary file and links it into
-// place, so a reader never sees a half-written key and two servers starting
-// together cannot each believe their own key is the stored one.
+// createServerKey writes a new key with atomicfile.Create, so a reader never
+// sees a half-written key and two servers starting together cannot each
+// believe their own key is the stored one. The directory entry is fsynced: a
+// lost key would change the server's identity and trip every client's pin.
 func createServerKey(path string, rng io.Reader) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("sexmap: server key directory: %w", err)
 	}
 	priv := make([]byte, dhLen)
 	if _, err := io.ReadFull(rng, priv); err != nil {
 		return fmt.Errorf("sexmap: server key: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".sexmap-key-*")
-	if err != nil {
-		return fmt.Errorf("sexmap: server key: %w", err)
-	}
-	tmpName := tmp.Name()
-	defer os.Remove(tmpName)
-	content := keyFileComment + "\n" + base64.RawURLEncoding.EncodeToString(priv) + "\n"
+	content := []byte(keyFileComment + "\n" + base64.RawURLEncoding.EncodeToString(priv) + "\n")
 	clear(priv)
-	err = tmp.Chmod(0o600)
-	if err == nil {
-		_, err = io.WriteString(tmp, content)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
+	err := atomicfile.Create(path, content, 0o600)
+	clear(content)
 	if err != nil {
 		return fmt.Errorf("sexmap: server key: %w", err)
-	}
-	if err := os.Link(tmpName, path); err != nil {
-		return fmt.Errorf("sexmap: server key: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		// Make the new directory entry durable; a lost key would change
-		// the server's identity and trip every client's pin.
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

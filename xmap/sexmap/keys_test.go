@@ -124,3 +124,22 @@ func TestFakeSalt(t *testing.T) {
 		t.Fatal("Server.FakeSalt")
 	}
 }
+
+func TestLoadServerKeyNeverCreates(t *testing.T) {
+	root := t.TempDir()
+	path := filepath.Join(root, "data", "sexmap.key")
+	if _, err := sexmap.LoadServerKey(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("LoadServerKey(missing) = %v, want os.ErrNotExist", err)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Fatalf("LoadServerKey created %v", entries)
+	}
+	k1, err := sexmap.LoadOrCreateServerKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := sexmap.LoadServerKey(path)
+	if err != nil || !bytes.Equal(k1.Public, k2.Public) {
+		t.Fatalf("LoadServerKey = %v; same key %v", err, bytes.Equal(k1.Public, k2.Public))
+	}
+}
