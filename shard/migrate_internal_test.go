@@ -283,7 +283,8 @@ func TestMigrateAccountIDs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := migrate(ctx, db, ms); err != nil {
+	// Up to 0003 only: 0004 needs the homes to exist (TestMigrateHomeIDs).
+	if err := migrate(ctx, db, ms[:3]); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(`INSERT INTO users (address, home, state, created) VALUES ('c@example.org', '/h', 'active', 1)`); err != nil {

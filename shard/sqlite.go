@@ -147,6 +147,10 @@ type migration struct {
 	version int
 	name    string
 	sql     string
+	// before, if set, runs in the migration's transaction just before its
+	// SQL, for a step that needs what only the program knows (meta 0004
+	// needs the path → id map of the homes; see homes.go).
+	before func(ctx context.Context, tx *sql.Tx) error
 }
 
 var (
@@ -217,6 +221,11 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration) error {
 		return fmt.Errorf("schema version %d is newer than this program's %d", v, latest)
 	}
 	for _, m := range ms[v:] {
+		if m.before != nil {
+			if err := m.before(ctx, tx); err != nil {
+				return fmt.Errorf("migration %s: %w", m.name, err)
+			}
+		}
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 			return fmt.Errorf("migration %s: %w", m.name, classify(err))
 		}
