@@ -298,12 +298,17 @@ func homeIDMap(dirs []string) func(context.Context, *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE home_id_map (path TEXT PRIMARY KEY, id TEXT NOT NULL)`); err != nil {
 			return classify(err)
 		}
+		// Check them all before writing any HOME file.
 		var problems []error
 		for _, l := range legacy {
 			if !slices.Contains(dirs, filepath.Clean(l.path)) {
 				problems = append(problems, l.notConfigured())
-				continue
 			}
+		}
+		if len(problems) > 0 {
+			return errors.Join(problems...)
+		}
+		for _, l := range legacy {
 			id, err := readHomeID(l.path)
 			if errors.Is(err, fs.ErrNotExist) {
 				id, err = createHomeID(l.path)
@@ -315,7 +320,7 @@ func homeIDMap(dirs []string) func(context.Context, *sql.Tx) error {
 				return classify(err)
 			}
 		}
-		return errors.Join(problems...)
+		return nil
 	}
 }
 
@@ -451,8 +456,18 @@ func joinHomeProblems(problems []error) error {
 const homeIDsVersion = 4
 
 // readOnlyDSN opens a database file for reading only (mode=ro): SQLite
-// neither creates it nor writes to it.
+// neither creates it nor writes to it. A WAL database still needs its -wal
+// and -shm files, which SQLite would create and leave behind; they exist
+// while a server has the metabase open, and when they do not, the whole
+// database is in the file, which is then read as immutable (no lock, no
+// side files).
 func readOnlyDSN(file string, busy time.Duration) string {
 	u := url.URL{Path: file}
-	return "file:" + u.EscapedPath() + "?mode=ro&_busy_timeout=" + strconv.FormatInt(busy.Milliseconds(), 10)
+	q := "?mode=ro&_busy_timeout=" + strconv.FormatInt(busy.Milliseconds(), 10)
+	_, werr := os.Stat(file + "-wal")
+	_, serr := os.Stat(file + "-shm")
+	if errors.Is(werr, fs.ErrNotExist) && errors.Is(serr, fs.ErrNotExist) {
+		q += "&immutable=1"
+	}
+	return "file:" + u.EscapedPath() + q
 }
