@@ -176,8 +176,8 @@ func readHomes(dirs []string) ([]homeState, error) {
 
 // matchHomes checks the configured homes against the metabase's homes
 // table (q reads a metabase at the current schema) and marks the known
-// ones. It returns one error matching ErrHome per problem, naming the
-// directory, the id or the users concerned:
+// ones. It returns one error per problem, naming the directory, the id or
+// the users concerned (homeProblems makes the list an ErrHome):
 //
 //   - a home without a HOME file that is not empty (a home copied without
 //     it, or a directory that is not a home);
@@ -217,18 +217,18 @@ func matchHomes(ctx context.Context, q querier, hs []homeState) ([]error, error)
 		h := &hs[i]
 		if h.id == "" {
 			if !h.empty {
-				problems = append(problems, fmt.Errorf("%w: home %s has no %s file but is not empty (restored without it, or not a home?)", ErrHome, h.dir, HomeFile))
+				problems = append(problems, fmt.Errorf("home %s has no %s file but is not empty (restored without it, or not a home?)", h.dir, HomeFile))
 			}
 			continue
 		}
 		if other, ok := dirOf[h.id]; ok {
-			problems = append(problems, fmt.Errorf("%w: homes %s and %s have the same id %s (one is a copy of the other)", ErrHome, other, h.dir, h.id))
+			problems = append(problems, fmt.Errorf("homes %s and %s have the same id %s (one is a copy of the other)", other, h.dir, h.id))
 			continue
 		}
 		dirOf[h.id] = h.dir
 		_, h.known = known[h.id]
 		if !h.known && !h.empty {
-			problems = append(problems, fmt.Errorf("%w: home %s has id %s, which this metabase does not know (a home of another data dir?)", ErrHome, h.dir, h.id))
+			problems = append(problems, fmt.Errorf("home %s has id %s, which this metabase does not know (a home of another data dir?)", h.dir, h.id))
 		}
 	}
 	for _, id := range ids {
@@ -239,8 +239,7 @@ func matchHomes(ctx context.Context, q querier, hs []homeState) ([]error, error)
 		if err := q.QueryRowContext(ctx, `SELECT address FROM users WHERE home_id = ? ORDER BY address LIMIT 1`, id).Scan(&first); err != nil {
 			return nil, classify(err)
 		}
-		problems = append(problems, fmt.Errorf("%w: home id %s holds %s (%d users in all) but no configured home has that id: add its directory to storage.homes",
-			ErrHome, id, first, known[id]))
+		problems = append(problems, fmt.Errorf("home id %s holds %s (%d users in all) but no configured home has that id: add its directory to storage.homes", id, first, known[id]))
 	}
 	return problems, nil
 }
@@ -264,7 +263,7 @@ func openHomes(ctx context.Context, db *sql.DB, dirs []string) ([]home, error) {
 		return nil, err
 	}
 	if len(problems) > 0 {
-		return nil, errors.Join(problems...)
+		return nil, homeProblems(problems)
 	}
 	out := make([]home, len(hs))
 	for i, h := range hs {
@@ -306,7 +305,7 @@ func homeIDMap(dirs []string) func(context.Context, *sql.Tx) error {
 			}
 		}
 		if len(problems) > 0 {
-			return errors.Join(problems...)
+			return homeProblems(problems)
 		}
 		for _, l := range legacy {
 			id, err := readHomeID(l.path)
@@ -348,8 +347,7 @@ type legacyHome struct {
 }
 
 func (l legacyHome) notConfigured() error {
-	return fmt.Errorf("%w: home %s holds %s (%d users in all) but is not in storage.homes: start this version once with the data dir and homes where they were, then move them",
-		ErrHome, l.path, l.first, l.users)
+	return fmt.Errorf("home %s holds %s (%d users in all) but is not in storage.homes: start this version once with the data dir and homes where they were, then move them", l.path, l.first, l.users)
 }
 
 func legacyHomes(ctx context.Context, q querier) ([]legacyHome, error) {
@@ -394,7 +392,7 @@ func CheckHomes(ctx context.Context, opts Options) error {
 		var problems []error
 		for _, h := range hs {
 			if !h.empty {
-				problems = append(problems, fmt.Errorf("%w: home %s holds data but %s does not exist (wrong server.data_dir?)", ErrHome, h.dir, metaPath))
+				problems = append(problems, fmt.Errorf("home %s holds data but %s does not exist (wrong server.data_dir?)", h.dir, metaPath))
 			}
 		}
 		return joinHomeProblems(problems)
@@ -449,8 +447,23 @@ func joinHomeProblems(problems []error) error {
 	if len(problems) == 0 {
 		return nil
 	}
-	return fmt.Errorf("shard: check homes: %w", errors.Join(problems...))
+	return fmt.Errorf("shard: check homes: %w", homeProblems(problems))
 }
+
+// homeProblems lists every problem found with the homes, on one line (an
+// admin command prints it as its one error line).
+type homeProblems []error
+
+func (p homeProblems) Error() string {
+	msgs := make([]string, len(p))
+	for i, e := range p {
+		msgs[i] = e.Error()
+	}
+	return ErrHome.Error() + ": " + strings.Join(msgs, "; ")
+}
+
+// Unwrap makes it match ErrHome, and each problem.
+func (p homeProblems) Unwrap() []error { return append([]error{ErrHome}, p...) }
 
 // homeIDsVersion is the meta schema version that names homes by id.
 const homeIDsVersion = 4

@@ -53,7 +53,8 @@ commands:
   server-key                         print the server's SeXMAP public key, for
                                      clients to pin (created if missing)
   export --out FILE ADDRESS          write the user's mail as an mbox of OpenPGP messages
-  check-config                       validate the configuration and exit
+  check-config                       validate the configuration, and the homes
+                                     against the metabase (read only), and exit
 
 every command takes -config FILE (default: the built-in config.example.toml,
 with paths relative to the current directory)
@@ -214,6 +215,9 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	cfg, err := c.loadConfig()
 	if err != nil {
 		return err
+	}
+	if err := server.CheckStorage(context.Background(), cfg); err != nil {
+		return fmt.Errorf("%s: %w", cfg.Path, err)
 	}
 	fmt.Fprintf(stdout, "%s: ok (domains %s; data_dir %s; homes %s)\n", cfg.Path,
 		strings.Join(cfg.Server.Domains, ", "), cfg.Server.DataDir, strings.Join(cfg.Storage.Homes, ", "))
