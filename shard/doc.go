@@ -27,15 +27,15 @@
 // Open (in one metabase write transaction, so processes opening at once
 // agree) requires the configuration and the metabase to agree, and
 // otherwise fails with ErrHome naming every disagreement (matchHomes):
-//   - a configured home without a HOME file must be empty (nothing but
-//     lost+found): it is a new home, and Open writes its HOME file (to a
+//   - a configured home without a HOME file must be empty (hold no <hh>
+//     shard directory): it is a new home, and Open writes its HOME file (to a
 //     temporary name, fsync'ed, linked into place: never half written,
-//     never replacing one) and registers its id. A non-empty one may be a
+//     never replacing one) and registers its id. One with shards may be a
 //     home restored without its file, and giving it a new id would orphan
 //     its users;
-//   - a configured home whose id the metabase does not know must hold
-//     nothing but its HOME file (a crash between writing and registering
-//     it); otherwise it is another data dir's home;
+//   - a configured home whose id the metabase does not know must be empty
+//     (a crash between writing and registering it); otherwise it is
+//     another data dir's home;
 //   - no two configured homes may share an id (a home and its copy);
 //   - every id with users must be configured: a user whose home is not
 //     configured stops Open, naming the id and a user.

@@ -37,7 +37,7 @@ type home struct {
 // homeState is what Open and CheckHomes find in one configured home.
 type homeState struct {
 	home
-	empty bool // holds nothing but its HOME file (and lost+found)
+	empty bool // holds no shard directory (isEmptyHome)
 	known bool // its id is in the metabase's homes table
 }
 
@@ -68,11 +68,10 @@ func newHomeID() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-func validHomeID(id string) bool {
-	if len(id) != 2*homeIDBytes {
-		return false
-	}
-	for _, c := range id {
+func validHomeID(id string) bool { return len(id) == 2*homeIDBytes && isLowerHex(id) }
+
+func isLowerHex(s string) bool {
+	for _, c := range s {
 		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return false
 		}
@@ -135,9 +134,11 @@ func createHomeID(dir string) (string, error) {
 	return id, nil
 }
 
-// isEmptyHome reports whether dir holds nothing but its HOME file, a
-// temporary file left by createHomeID and lost+found (a file system's root
-// has one). A missing dir is empty.
+// isEmptyHome reports whether dir holds no shard directory: no <hh>
+// directory (two lowercase hex digits), which is where every shard of a
+// home lives. Anything else (lost+found at a file system's root, the data
+// dir or another home inside this one, files of the admin's) is no user's
+// data. A missing dir is empty.
 func isEmptyHome(dir string) (bool, error) {
 	es, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -147,8 +148,7 @@ func isEmptyHome(dir string) (bool, error) {
 		return false, fmt.Errorf("home %s: %w", dir, classify(err))
 	}
 	for _, e := range es {
-		n := e.Name()
-		if n != HomeFile && n != "lost+found" && !strings.HasPrefix(n, "."+HomeFile+"-") {
+		if n := e.Name(); len(n) == 2 && e.IsDir() && isLowerHex(n) {
 			return false, nil
 		}
 	}
@@ -179,15 +179,15 @@ func readHomes(dirs []string) ([]homeState, error) {
 // ones. It returns one error per problem, naming the directory, the id or
 // the users concerned (homeProblems makes the list an ErrHome):
 //
-//   - a home without a HOME file that is not empty (a home copied without
+//   - a home without a HOME file that holds shards (a home copied without
 //     it, or a directory that is not a home);
 //   - two homes with the same id (a home and a copy of it);
-//   - a home whose id the metabase does not know and that holds more than
-//     its HOME file (a home of another data dir);
+//   - a home whose id the metabase does not know and that holds shards (a
+//     home of another data dir);
 //   - users on a home whose id is not configured.
 //
-// A home without a HOME file that is empty, or one with an id the metabase
-// does not know that is empty, is a new home: Open writes its HOME file and
+// A home without a HOME file, or with an id the metabase does not know, that
+// holds no shards ("empty", isEmptyHome) is a new home: Open writes its HOME file and
 // registers its id.
 func matchHomes(ctx context.Context, q querier, hs []homeState) ([]error, error) {
 	known := map[string]int64{}
@@ -217,7 +217,7 @@ func matchHomes(ctx context.Context, q querier, hs []homeState) ([]error, error)
 		h := &hs[i]
 		if h.id == "" {
 			if !h.empty {
-				problems = append(problems, fmt.Errorf("home %s has no %s file but is not empty (restored without it, or not a home?)", h.dir, HomeFile))
+				problems = append(problems, fmt.Errorf("home %s has no %s file but holds shards (restored without it?)", h.dir, HomeFile))
 			}
 			continue
 		}
@@ -392,7 +392,7 @@ func CheckHomes(ctx context.Context, opts Options) error {
 		var problems []error
 		for _, h := range hs {
 			if !h.empty {
-				problems = append(problems, fmt.Errorf("home %s holds data but %s does not exist (wrong server.data_dir?)", h.dir, metaPath))
+				problems = append(problems, fmt.Errorf("home %s holds shards but %s does not exist (wrong server.data_dir?)", h.dir, metaPath))
 			}
 		}
 		return joinHomeProblems(problems)

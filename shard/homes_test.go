@@ -240,14 +240,14 @@ func TestHomeErrors(t *testing.T) {
 			if err := os.Remove(filepath.Join(e.homes[0], shard.HomeFile)); err != nil {
 				t.Fatal(err)
 			}
-		}, []string{"home $home0 has no HOME file but is not empty", "home id $id0 holds alice@example.org"}},
+		}, []string{"home $home0 has no HOME file but holds shards", "home id $id0 holds alice@example.org"}},
 		{"a copy of a home beside it", func(t *testing.T, e *env, u shard.User) {
 			copyTree(t, e.homes[0], e.homes[0]+".copy")
 			e.homes = append(e.homes, e.homes[0]+".copy")
 		}, []string{"homes $home0 and $home0.copy have the same id $id0"}},
 		{"home of another data dir", func(t *testing.T, e *env, u shard.User) {
 			e.dataDir += ".other"
-		}, []string{"$home0 holds data but " + "$data.other/meta.db does not exist"}},
+		}, []string{"$home0 holds shards but " + "$data.other/meta.db does not exist"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -331,5 +331,23 @@ func TestNewHomes(t *testing.T) {
 	if _, err := shard.Open(ctx, shard.Options{DataDir: e.dataDir, Homes: e.homes, Logger: quiet}); !errors.Is(err, shard.ErrHome) ||
 		!strings.Contains(err.Error(), filepath.Join(e.homes[1], shard.HomeFile)) {
 		t.Errorf("open with a bad HOME file: %v", err)
+	}
+}
+
+// TestHomeHoldsDataDir: only shard directories make a home "not empty": a
+// home that holds the data dir (or lost+found, or other files) is new.
+func TestHomeHoldsDataDir(t *testing.T) {
+	root := t.TempDir()
+	h := filepath.Join(root, "srv")
+	if err := os.MkdirAll(filepath.Join(h, "lost+found"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	e := env{dataDir: filepath.Join(h, "data"), homes: []string{h}}
+	s := e.open(t)
+	u := mustCreate(t, s, "alice@example.org")
+	s.Close()
+	s = e.open(t)
+	if got, err := s.User(context.Background(), u.Address); err != nil || got.Home != h || got.HomeID != u.HomeID {
+		t.Errorf("after reopen: %+v %v", got, err)
 	}
 }
