@@ -388,14 +388,19 @@ func CheckHomes(ctx context.Context, opts Options) error {
 		return fmt.Errorf("shard: check homes: %w", err)
 	}
 	metaPath := filepath.Join(opts.DataDir, MetaFile)
-	if _, err := os.Stat(metaPath); errors.Is(err, fs.ErrNotExist) {
+	// Without a metabase (or with one never migrated) there are no users,
+	// so a home holding shards cannot be this data dir's.
+	noUsers := func(why string) error {
 		var problems []error
 		for _, h := range hs {
 			if !h.empty {
-				problems = append(problems, fmt.Errorf("home %s holds shards but %s does not exist (wrong server.data_dir?)", h.dir, metaPath))
+				problems = append(problems, fmt.Errorf("home %s holds shards but %s %s (wrong server.data_dir?)", h.dir, metaPath, why))
 			}
 		}
 		return joinHomeProblems(problems)
+	}
+	if _, err := os.Stat(metaPath); errors.Is(err, fs.ErrNotExist) {
+		return noUsers("does not exist")
 	} else if err != nil {
 		return fmt.Errorf("shard: check homes: %w", classify(err))
 	}
@@ -425,6 +430,8 @@ func CheckHomes(ctx context.Context, opts Options) error {
 	switch {
 	case v > len(ms):
 		return fmt.Errorf("shard: check homes: %s: schema version %d is newer than this program's %d", metaPath, v, len(ms))
+	case v == 0:
+		return noUsers("is empty")
 	case v < homeIDsVersion:
 		legacy, err := legacyHomes(ctx, tx)
 		if err != nil {
