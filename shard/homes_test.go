@@ -2,9 +2,7 @@ package shard_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,96 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"cryptomail/internal/testenv"
 	"cryptomail/shard"
 )
-
-// fileState is what a test compares to prove a tree was not touched.
-type fileState struct {
-	mode  fs.FileMode
-	mtime time.Time
-	sum   [32]byte
-}
-
-func snapshot(t *testing.T, root string) map[string]fileState {
-	t.Helper()
-	m := map[string]fileState{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		st := fileState{mode: fi.Mode(), mtime: fi.ModTime()}
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			st.sum = sha256.Sum256(b)
-		}
-		m[p] = st
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-func sameSnapshot(t *testing.T, what string, before, after map[string]fileState) {
-	t.Helper()
-	for p, b := range before {
-		if a, ok := after[p]; !ok {
-			t.Errorf("%s: %s is gone", what, p)
-		} else if a != b {
-			t.Errorf("%s: %s changed: %+v → %+v", what, p, b, a)
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			t.Errorf("%s: %s appeared", what, p)
-		}
-	}
-}
-
-// copyTree copies a directory tree as a restore from a backup would: the
-// same names, contents and modes, new inodes.
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		to := filepath.Join(dst, rel)
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(to, fi.Mode().Perm())
-		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fi.Mode().Perm())
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
 
 func bodies(t *testing.T, s *shard.Store, address string) []string {
 	t.Helper()
@@ -150,10 +61,10 @@ func TestRestoreToAnotherPath(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	copyTree(t, filepath.Join(root, "old"), filepath.Join(root, "restored"))
+	testenv.CopyTree(t, filepath.Join(root, "old"), filepath.Join(root, "restored"))
 	// mtimes have a resolution; a write after this would show.
 	time.Sleep(20 * time.Millisecond)
-	before := snapshot(t, filepath.Join(root, "old"))
+	before := testenv.TreeState(t, filepath.Join(root, "old"))
 
 	if err := shard.CheckHomes(ctx, newOpts); err != nil {
 		t.Fatalf("check homes of the restored copy: %v", err)
@@ -200,7 +111,7 @@ func TestRestoreToAnotherPath(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	sameSnapshot(t, "the original data dir", before, snapshot(t, filepath.Join(root, "old")))
+	testenv.SameTree(t, "the original data dir", before, testenv.TreeState(t, filepath.Join(root, "old")))
 }
 
 // TestHomeErrors: every disagreement between the configured homes and the
@@ -242,7 +153,7 @@ func TestHomeErrors(t *testing.T) {
 			}
 		}, []string{"home $home0 has no HOME file but holds shards", "home id $id0 holds alice@example.org"}},
 		{"a copy of a home beside it", func(t *testing.T, e *env, u shard.User) {
-			copyTree(t, e.homes[0], e.homes[0]+".copy")
+			testenv.CopyTree(t, e.homes[0], e.homes[0]+".copy")
 			e.homes = append(e.homes, e.homes[0]+".copy")
 		}, []string{"homes $home0 and $home0.copy have the same id $id0"}},
 		{"home of another data dir", func(t *testing.T, e *env, u shard.User) {
@@ -256,9 +167,9 @@ func TestHomeErrors(t *testing.T) {
 			tt.breakIt(t, &e, u)
 			opts := shard.Options{DataDir: e.dataDir, Homes: e.homes, Logger: quiet}
 			root := filepath.Dir(e.dataDir)
-			before := snapshot(t, root)
+			before := testenv.TreeState(t, root)
 			checkErr := shard.CheckHomes(ctx, opts)
-			sameSnapshot(t, "CheckHomes", before, snapshot(t, root))
+			testenv.SameTree(t, "CheckHomes", before, testenv.TreeState(t, root))
 			_, openErr := shard.Open(ctx, opts)
 			for _, want := range tt.want {
 				want = strings.NewReplacer("$home0", home0, "$id0", u.HomeID, "$data", data).Replace(want)

@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -36,75 +33,6 @@ func homesConfig(t *testing.T, dir, name string, homes ...string) string {
 	return p
 }
 
-type treeFile struct {
-	mode  fs.FileMode
-	mtime time.Time
-	sum   [32]byte
-}
-
-func treeState(t *testing.T, root string) map[string]treeFile {
-	t.Helper()
-	m := map[string]treeFile{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		f := treeFile{mode: fi.Mode(), mtime: fi.ModTime()}
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			f.sum = sha256.Sum256(b)
-		}
-		m[p] = f
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-func copyDir(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		to := filepath.Join(dst, rel)
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(to, fi.Mode().Perm())
-		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fi.Mode().Perm())
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // Issue 10, item 4: a data dir restored from a backup to another path, with
 // a config that points at the copy, serves there: check-config passes, user
 // list shows the copy's homes, LMTP delivers into the copy and export reads
@@ -125,10 +53,10 @@ func TestRestoreDataDirElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	copyDir(t, filepath.Join(oldDir, "data"), filepath.Join(newDir, "data"))
+	testenv.CopyTree(t, filepath.Join(oldDir, "data"), filepath.Join(newDir, "data"))
 	newCfg := homesConfig(t, newDir, "cryptomail.toml")
 	time.Sleep(20 * time.Millisecond) // a later write would show in the mtimes
-	before := treeState(t, oldDir)
+	before := testenv.TreeState(t, oldDir)
 
 	if r := runCLI("check-config", "-config", newCfg); r.code != 0 {
 		t.Fatalf("check-config of the restored copy: %+v", r)
@@ -157,17 +85,7 @@ func TestRestoreDataDirElsewhere(t *testing.T) {
 			t.Errorf("%s reads %d messages from the restored copy: %q", addr, len(got), got)
 		}
 	}
-	after := treeState(t, oldDir)
-	for p, b := range before {
-		if a, ok := after[p]; !ok || a != b {
-			t.Errorf("original %s touched: %+v → %+v (present %v)", p, b, a, ok)
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			t.Errorf("original: %s appeared", p)
-		}
-	}
+	testenv.SameTree(t, "the original data dir", before, testenv.TreeState(t, oldDir))
 }
 
 // A home whose HOME file names another id, and users on a home that is no
@@ -209,22 +127,14 @@ func TestHomeMismatchNamed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.setup()
-			before := treeState(t, dir)
+			before := testenv.TreeState(t, dir)
 			r := runCLI("check-config", "-config", tt.cfg)
 			for _, want := range tt.want {
 				if r.code != 1 || !strings.Contains(r.stderr, want) {
 					t.Errorf("check-config: %+v\nwant exit 1 naming %q", r, want)
 				}
 			}
-			after := treeState(t, dir)
-			for p, b := range before {
-				if after[p] != b {
-					t.Errorf("check-config touched %s", p)
-				}
-			}
-			if len(after) != len(before) {
-				t.Errorf("check-config created files: %d → %d", len(before), len(after))
-			}
+			testenv.SameTree(t, "check-config", before, testenv.TreeState(t, dir))
 			c, err := server.LoadConfig(tt.cfg)
 			if err != nil {
 				t.Fatal(err)
