@@ -248,7 +248,9 @@ func matchHomes(ctx context.Context, q querier, hs []homeState) ([]error, error)
 // transaction (so two processes opening at once agree): it checks them
 // (matchHomes), writes a HOME file into each new empty home and registers
 // each new id. It returns the homes with their ids, in configured order.
-func openHomes(ctx context.Context, db *sql.DB, dirs []string) ([]home, error) {
+// With create false (a store opened only to use what exists, by an admin
+// command) a new home without a HOME file is an error instead.
+func openHomes(ctx context.Context, db *sql.DB, dirs []string, create bool) ([]home, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, classify(err)
@@ -261,6 +263,13 @@ func openHomes(ctx context.Context, db *sql.DB, dirs []string) ([]home, error) {
 	problems, err := matchHomes(ctx, tx, hs)
 	if err != nil {
 		return nil, err
+	}
+	if !create {
+		for _, h := range hs {
+			if h.id == "" {
+				problems = append(problems, fmt.Errorf("home %s is new (no %s file yet): start `cryptomail serve` once to take it in", h.dir, HomeFile))
+			}
+		}
 	}
 	if len(problems) > 0 {
 		return nil, homeProblems(problems)

@@ -414,3 +414,30 @@ func openErr(ctx context.Context, opts Options) error {
 	}
 	return err
 }
+
+// TestOpenHomesNoCreate: opened without the right to create (an admin
+// command), a new home without a HOME file is named, and no file is written.
+func TestOpenHomesNoCreate(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	opts := Options{DataDir: filepath.Join(root, "data"), Homes: []string{filepath.Join(root, "h1")}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h2 := filepath.Join(root, "h2")
+	if err := os.Mkdir(h2, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err = openHomes(ctx, s.meta.w, []string{opts.Homes[0], h2}, false)
+	if !errors.Is(err, ErrHome) || !strings.Contains(err.Error(), "home "+h2+" is new") {
+		t.Errorf("openHomes without create: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(h2, HomeFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("HOME written without create: %v", err)
+	}
+	if hs, err := openHomes(ctx, s.meta.w, opts.Homes, false); err != nil || len(hs) != 1 || hs[0].id != s.homes[0].id {
+		t.Errorf("openHomes of a known home without create: %v %v", hs, err)
+	}
+}

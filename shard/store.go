@@ -124,7 +124,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		_ = s.meta.close()
 		return nil, fmt.Errorf("shard: open %s: %w", metaPath, err)
 	}
-	if s.homes, err = openHomes(ctx, s.meta.w, homes); err != nil {
+	if s.homes, err = openHomes(ctx, s.meta.w, homes, true); err != nil {
 		_ = s.meta.close()
 		return nil, fmt.Errorf("shard: open: %w", err)
 	}
