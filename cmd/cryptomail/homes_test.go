@@ -72,6 +72,10 @@ func TestRestoreDataDirElsewhere(t *testing.T) {
 	}
 
 	srv = startInProcess(t, newCfg)
+	// Beside a running server (meta.db's WAL in use) check-config reads too.
+	if r := runCLI("check-config", "-config", newCfg); r.code != 0 {
+		t.Fatalf("check-config beside the server: %+v", r)
+	}
 	res = testenv.LMTPSend(t, srv.Addr("lmtp"), "s@elsewhere.test", []string{alice, bob}, []byte("Subject: two\r\n\r\nafter the restore\r\n"), false)
 	if res[alice] != nil || res[bob] != nil {
 		t.Fatalf("delivery after the restore: %v", res)
