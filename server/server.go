@@ -60,6 +60,17 @@ func openStore(ctx context.Context, cfg *Config, logger *slog.Logger, noCreate b
 	return st, nil
 }
 
+// CheckStorage checks, without creating or changing anything, that the
+// configured homes match the metabase (if data_dir has one yet): the
+// storage part of check-config. See shard.CheckHomes.
+func CheckStorage(ctx context.Context, cfg *Config) error {
+	err := shard.CheckHomes(ctx, shard.Options{DataDir: cfg.Server.DataDir, Homes: cfg.Storage.Homes})
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	return nil
+}
+
 // Server runs every configured listener.
 type Server struct {
 	cfg    *Config

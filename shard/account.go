@@ -154,8 +154,8 @@ func (s *Store) Signup(ctx context.Context, req SignupRequest) (created bool, er
 	if err != nil {
 		return false, fmt.Errorf("shard: signup: %w", err)
 	}
-	var home, state string
-	switch err := tx.QueryRowContext(ctx, `SELECT home, state FROM users WHERE address = ?`, req.Address).Scan(&home, &state); {
+	var state string
+	switch err := tx.QueryRowContext(ctx, `SELECT state FROM users WHERE address = ?`, req.Address).Scan(&state); {
 	case errors.Is(err, sql.ErrNoRows):
 		created = true
 	case err != nil:
@@ -166,10 +166,11 @@ func (s *Store) Signup(ctx context.Context, req SignupRequest) (created bool, er
 
 	var path string
 	if created {
-		if home, err = s.pickHome(ctx, tx); err != nil {
+		home, err := s.pickHome(ctx, tx)
+		if err != nil {
 			return false, fmt.Errorf("shard: signup: %w", err)
 		}
-		path = ShardPath(home, req.Address)
+		path = ShardPath(home.dir, req.Address)
 		// As in CreateUser: a stale handle of an earlier holder of the
 		// address must not be reused.
 		if err := s.pool.drop(ctx, keyOf(req.Address)); err != nil {
@@ -182,8 +183,8 @@ func (s *Store) Signup(ctx context.Context, req SignupRequest) (created bool, er
 			s.discard(path)
 			return false, fmt.Errorf("shard %s: signup: %w", path, err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO users (address, home, state, created) VALUES (?, ?, ?, ?)`,
-			req.Address, home, StateActive, time.Now().Unix()); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO users (address, home_id, state, created) VALUES (?, ?, ?, ?)`,
+			req.Address, home.id, StateActive, time.Now().Unix()); err != nil {
 			s.discard(path)
 			return false, fmt.Errorf("shard: signup: %w", classify(err))
 		}

@@ -1,5 +1,5 @@
 // Package shard stores CryptoMail's users and their mail: the MetaBase
-// (one SQLite file, meta.db, mapping each user to a home) and the DataBase
+// (one SQLite file, meta.db, mapping each user to a home id) and the DataBase
 // (one SQLite file per user, the shard). It stores opaque ciphertext and
 // knows nothing of XML, SMTP or OpenPGP.
 //
@@ -14,6 +14,44 @@
 // (internal/sqlitedb, shared with the outbound queue). Open creates the data
 // dir, the homes and meta.db where missing, unless Options.NoCreate says the
 // store must exist already (admin tools): then nothing is created.
+//
+// # Homes
+//
+// A home is known by a stable id, never by its path: 32 hex digits (16
+// random bytes) in the file HOME (0600) at the top of the home directory,
+// written once, when the home is first used, and never changed. The
+// metabase stores only ids (users.home_id; the homes table, keyed by id,
+// counts users per home for placement and lists every home this metabase
+// has taken in, users or not). Options.Homes says where each home is now;
+// Open reads their HOME files, and a shard's path is always computed from
+// the configured directory of its user's home id, so a data dir restored to
+// another path, with Homes pointed at it, never reaches the original.
+//
+// Open (in one metabase write transaction, so processes opening at once
+// agree) requires the configuration and the metabase to agree, and
+// otherwise fails with ErrHome naming every disagreement (matchHomes):
+//   - a configured home without a HOME file must be empty (hold no <hh>
+//     shard directory): it is a new home, and Open writes its HOME file (to a
+//     temporary name, fsync'ed, linked into place: never half written,
+//     never replacing one) and registers its id. One with shards may be a
+//     home restored without its file, and giving it a new id would orphan
+//     its users;
+//   - a configured home whose id the metabase does not know must be empty
+//     (a crash between writing and registering it); otherwise it is
+//     another data dir's home;
+//   - no two configured homes may share an id (a home and its copy);
+//   - every id with users must be configured: a user whose home is not
+//     configured stops Open, naming the id and a user.
+//
+// CheckHomes makes the same checks without creating or writing anything
+// (meta.db opened read-only, immutable when no server has it open), for
+// check-config. A user whose home id another process's configuration
+// added later is reported as ErrHome by every call that needs the shard.
+//
+// Meta migration 0004 turned the stored paths into ids: before its SQL,
+// in its transaction, every distinct users.home path (each must be a
+// configured home, or nothing changes) gets its HOME file read or written,
+// and the SQL rewrites the rows through that map.
 //
 // # Durability
 //

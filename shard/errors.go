@@ -61,10 +61,16 @@ var (
 	// no longer the user's current public key; seal again to the key
 	// DeliveryKey now returns.
 	ErrKeyChanged = errors.New("public key changed")
+
+	// ErrHome: the configured homes and the metabase disagree (a home with
+	// an id the metabase does not know, users on a home that is not
+	// configured, a home that lost its HOME file); see homes.go. The error
+	// names the directory, id or user concerned.
+	ErrHome = errors.New("homes do not match the metabase")
 )
 
 var sentinels = []error{ErrNotFound, ErrExists, ErrBusy, ErrNoSpace, ErrNoSuchFolder, ErrInvalid, ErrCorrupt, ErrClosed,
-	ErrNoSuchMessage, ErrNoSuchContact, ErrSystemFolder, ErrFolderExists, ErrQuota, ErrLimit, ErrTooManyFlags, ErrBadCursor, ErrUnknownState, ErrKeyChanged}
+	ErrNoSuchMessage, ErrNoSuchContact, ErrSystemFolder, ErrFolderExists, ErrQuota, ErrLimit, ErrTooManyFlags, ErrBadCursor, ErrUnknownState, ErrKeyChanged, ErrHome}
 
 // An IDError names the id an operation on several ids failed on.
 type IDError struct {

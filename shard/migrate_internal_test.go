@@ -3,7 +3,10 @@ package shard
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -285,7 +288,8 @@ func TestMigrateAccountIDs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := migrate(ctx, db, ms); err != nil {
+	// Up to 0003 only: 0004 needs the homes to exist (TestMigrateHomeIDs).
+	if err := migrate(ctx, db, ms[:3]); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(`INSERT INTO users (address, home, state, created) VALUES ('c@example.org', '/h', 'active', 1)`); err != nil {
@@ -310,5 +314,132 @@ func TestMigrateAccountIDs(t *testing.T) {
 	}
 	if len(seen) != 3 {
 		t.Errorf("%d account ids, want 3", len(seen))
+	}
+}
+
+// TestMigrateHomeIDs: a data dir made by the schema before meta migration
+// 0004 (users.home an absolute path) opens with each of its homes given an
+// id (a HOME file written into it), the users on them, the placement counts
+// kept, and mail delivered and read where it was. A path that is not
+// configured stops the migration, naming it, and changes nothing.
+func TestMigrateHomeIDs(t *testing.T) {
+	ctx := context.Background()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	root := t.TempDir()
+	data := filepath.Join(root, "data")
+	h1, h2, h3 := filepath.Join(root, "h1"), filepath.Join(root, "h2"), filepath.Join(root, "h3")
+	for _, d := range []string{data, h1, h2} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The previous version's data dir: its metabase and shards.
+	ms, err := metaMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metaPath := filepath.Join(data, MetaFile)
+	if err := createFile(metaPath); err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(newConnector(metaPath, DefaultBusyTimeout, kindMeta, false))
+	if err := migrate(ctx, db, ms[:homeIDsVersion-1]); err != nil {
+		t.Fatal(err)
+	}
+	old := &Store{busy: DefaultBusyTimeout, log: quiet}
+	users := map[string]string{"a@example.org": h1, "b@example.org": h2, "c@example.org": h1}
+	for a, h := range users {
+		if err := old.createShard(ctx, ShardPath(h, a), []byte("key of "+a)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(`INSERT INTO users (address, home, state, created) VALUES (?, ?, 'active', 1)`, a, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	// Not every home configured: refused, naming it; nothing written.
+	partial := Options{DataDir: data, Homes: []string{h1}, Logger: quiet}
+	for name, err := range map[string]error{"CheckHomes": CheckHomes(ctx, partial), "Open": openErr(ctx, partial)} {
+		if !errors.Is(err, ErrHome) || !strings.Contains(err.Error(), "home "+h2+" holds b@example.org (1 users in all) but is not in storage.homes") {
+			t.Errorf("%s with %s unconfigured: %v", name, h2, err)
+		}
+	}
+	for _, h := range []string{h1, h2} {
+		if _, err := os.Stat(filepath.Join(h, HomeFile)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: HOME file after a refused migration: %v", h, err)
+		}
+	}
+	full := Options{DataDir: data, Homes: []string{h1, h2, h3}, Logger: quiet}
+	if err := CheckHomes(ctx, full); err != nil {
+		t.Fatalf("CheckHomes before the migration: %v", err)
+	}
+
+	s, err := Open(ctx, full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for a, h := range users {
+		u, err := s.User(ctx, a)
+		id, rerr := readHomeID(h)
+		if err != nil || rerr != nil || u.HomeID != id || u.Home != h {
+			t.Errorf("%s: %+v %v; HOME of %s: %q %v", a, u, err, h, id, rerr)
+		}
+		if k, err := s.PublicKey(ctx, a); err != nil || string(k) != "key of "+a {
+			t.Errorf("%s: key %q %v", a, k, err)
+		}
+		if _, _, err := s.Deliver(ctx, a, NewMessage{Body: []byte("after")}); err != nil {
+			t.Errorf("deliver to %s: %v", a, err)
+		}
+		if _, err := os.Stat(ShardPath(h, a)); err != nil {
+			t.Error(err)
+		}
+	}
+	var n int
+	if err := s.meta.r.QueryRow(`SELECT count(*) FROM sqlite_temp_master`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("temp tables left: %d %v", n, err)
+	}
+	// Counts kept: h1 has 2, h2 1, h3 (new) 0: then h3, then h2 and h3 tie.
+	for i, want := range []string{h3, h2, h3} {
+		u, err := s.CreateUser(ctx, fmt.Sprintf("new%d@example.org", i), []byte("k"))
+		if err != nil || u.Home != want {
+			t.Errorf("placement after migration: %+v %v, want %s", u, err, want)
+		}
+	}
+}
+
+func openErr(ctx context.Context, opts Options) error {
+	s, err := Open(ctx, opts)
+	if err == nil {
+		s.Close()
+	}
+	return err
+}
+
+// TestOpenHomesNoCreate: opened without the right to create (an admin
+// command), a new home without a HOME file is named, and no file is written.
+func TestOpenHomesNoCreate(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	opts := Options{DataDir: filepath.Join(root, "data"), Homes: []string{filepath.Join(root, "h1")}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h2 := filepath.Join(root, "h2")
+	if err := os.Mkdir(h2, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err = openHomes(ctx, s.meta.w, []string{opts.Homes[0], h2}, false)
+	if !errors.Is(err, ErrHome) || !strings.Contains(err.Error(), "home "+h2+" is new") {
+		t.Errorf("openHomes without create: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(h2, HomeFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("HOME written without create: %v", err)
+	}
+	if hs, err := openHomes(ctx, s.meta.w, opts.Homes, false); err != nil || len(hs) != 1 || hs[0].id != s.homes[0].id {
+		t.Errorf("openHomes of a known home without create: %v %v", hs, err)
 	}
 }

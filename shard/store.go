@@ -40,7 +40,7 @@ const MetaFile = "meta.db"
 // Options configures a Store.
 type Options struct {
 	DataDir       string        // holds meta.db; created 0700 if missing
-	Homes         []string      // absolute dirs for shards; created 0700 if missing; at least one
+	Homes         []string      // absolute dirs for shards; created 0700 if missing; at least one; known by their HOME files (homes.go)
 	MaxOpenShards int           // <=0 → DefaultMaxOpenShards
 	BusyTimeout   time.Duration // how long to wait for another connection's lock; <=0 → DefaultBusyTimeout
 	Logger        *slog.Logger  // nil → slog.Default()
@@ -55,7 +55,8 @@ type Options struct {
 // concurrent use, and other processes may use the same files at the same
 // time (SQLite locking arbitrates; see the package documentation).
 type Store struct {
-	homes []string
+	homes []home            // configured order, each with its id
+	dirOf map[string]string // home id → configured directory
 	group bool
 	busy  time.Duration
 	log   *slog.Logger
@@ -70,35 +71,26 @@ type Store struct {
 // User is one MetaBase row.
 type User struct {
 	Address string
-	Home    string // absolute home directory holding the user's shard
+	HomeID  string // id of the home holding the user's shard (its HOME file)
+	Home    string // that home's configured directory; "" if no configured home has the id
 	State   string // StateActive, ...
 	Created time.Time
 }
 
 // Open opens (creating if needed) the metabase and the home directories,
-// and applies pending metabase migrations.
+// applies pending metabase migrations, and brings the homes in: it reads
+// each home's id from its HOME file, writing one into a new, empty home,
+// and refuses (ErrHome, naming them) homes and users the metabase and the
+// configuration disagree on; see the package documentation, "Homes".
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.DataDir == "" {
 		return nil, fmt.Errorf("shard: open: %w: no data directory", ErrInvalid)
 	}
-	if len(opts.Homes) == 0 {
-		return nil, fmt.Errorf("shard: open: %w: no homes", ErrInvalid)
-	}
-	homes := make([]string, 0, len(opts.Homes))
-	seen := make(map[string]bool)
-	for _, h := range opts.Homes {
-		if !filepath.IsAbs(h) {
-			return nil, fmt.Errorf("shard: open: %w: home %q is not an absolute path", ErrInvalid, h)
-		}
-		h = filepath.Clean(h)
-		if seen[h] {
-			return nil, fmt.Errorf("shard: open: %w: home %q listed twice", ErrInvalid, h)
-		}
-		seen[h] = true
-		homes = append(homes, h)
+	homes, err := cleanHomes(opts.Homes)
+	if err != nil {
+		return nil, fmt.Errorf("shard: open: %w", err)
 	}
 	s := &Store{
-		homes: homes,
 		group: groupCommit,
 		busy:  opts.BusyTimeout,
 		log:   opts.Logger,
@@ -119,7 +111,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if _, err := shardMigrations(); err != nil {
 		return nil, fmt.Errorf("shard: open: %w", err)
 	}
-	ms, err := metaMigrations()
+	ms, err := metaMigrationsFor(homes)
 	if err != nil {
 		return nil, fmt.Errorf("shard: open: %w", err)
 	}
@@ -142,6 +134,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := migrate(ctx, s.meta.w, ms); err != nil {
 		_ = s.meta.close()
 		return nil, fmt.Errorf("shard: open %s: %w", metaPath, err)
+	}
+	if s.homes, err = openHomes(ctx, s.meta.w, homes, !opts.NoCreate); err != nil {
+		_ = s.meta.close()
+		return nil, fmt.Errorf("shard: open: %w", err)
+	}
+	s.dirOf = make(map[string]string, len(s.homes))
+	for _, h := range s.homes {
+		s.dirOf[h.id] = h.dir
 	}
 	return s, nil
 }
@@ -198,7 +198,33 @@ func (s *Store) Stats() Stats {
 }
 
 // Homes returns the configured homes, cleaned, in configured order.
-func (s *Store) Homes() []string { return append([]string(nil), s.homes...) }
+func (s *Store) Homes() []string {
+	dirs := make([]string, len(s.homes))
+	for i, h := range s.homes {
+		dirs[i] = h.dir
+	}
+	return dirs
+}
+
+// HomeID returns the id of the configured home dir (as Homes lists it), or
+// "" if dir is not one.
+func (s *Store) HomeID(dir string) string {
+	for _, h := range s.homes {
+		if h.dir == filepath.Clean(dir) {
+			return h.id
+		}
+	}
+	return ""
+}
+
+// shardPath is where u's shard lives, through the configured directory of
+// its home id.
+func (s *Store) shardPath(u User) (string, error) {
+	if u.Home == "" {
+		return "", fmt.Errorf("%w: %s is on home id %s, which no configured home has", ErrHome, u.Address, u.HomeID)
+	}
+	return ShardPath(u.Home, u.Address), nil
+}
 
 // ShardPath is where the shard of address lives under home:
 // <home>/<hh>/<hex sha256(address)>.db, hh being the hash's first two hex
@@ -256,7 +282,7 @@ func (s *Store) CreateUser(ctx context.Context, address string, publicKey []byte
 	if err != nil {
 		return User{}, fmt.Errorf("shard: create user: %w", err)
 	}
-	path := ShardPath(home, address)
+	path := ShardPath(home.dir, address)
 	// A handle left from an earlier holder of this address, deleted by
 	// another process, must not be reused.
 	if err := s.pool.drop(ctx, keyOf(address)); err != nil {
@@ -265,9 +291,9 @@ func (s *Store) CreateUser(ctx context.Context, address string, publicKey []byte
 	if err := s.createShard(ctx, path, publicKey); err != nil {
 		return User{}, fmt.Errorf("shard %s: create: %w", path, err)
 	}
-	u := User{Address: address, Home: home, State: StateActive, Created: time.Unix(time.Now().Unix(), 0)}
-	_, err = tx.ExecContext(ctx, `INSERT INTO users (address, home, state, created) VALUES (?, ?, ?, ?)`,
-		u.Address, u.Home, u.State, u.Created.Unix())
+	u := User{Address: address, HomeID: home.id, Home: home.dir, State: StateActive, Created: time.Unix(time.Now().Unix(), 0)}
+	_, err = tx.ExecContext(ctx, `INSERT INTO users (address, home_id, state, created) VALUES (?, ?, ?, ?)`,
+		u.Address, u.HomeID, u.State, u.Created.Unix())
 	if err == nil {
 		err = tx.Commit()
 	}
@@ -280,10 +306,10 @@ func (s *Store) CreateUser(ctx context.Context, address string, publicKey []byte
 
 // pickHome returns the configured home with the fewest users; ties go to the
 // first in configured order.
-func (s *Store) pickHome(ctx context.Context, tx *sql.Tx) (string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT path, users FROM homes`)
+func (s *Store) pickHome(ctx context.Context, tx *sql.Tx) (home, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, users FROM homes`)
 	if err != nil {
-		return "", classify(err)
+		return home{}, classify(err)
 	}
 	defer rows.Close()
 	load := make(map[string]int64)
@@ -291,16 +317,16 @@ func (s *Store) pickHome(ctx context.Context, tx *sql.Tx) (string, error) {
 		var p string
 		var n int64
 		if err := rows.Scan(&p, &n); err != nil {
-			return "", classify(err)
+			return home{}, classify(err)
 		}
 		load[p] = n
 	}
 	if err := rows.Err(); err != nil {
-		return "", classify(err)
+		return home{}, classify(err)
 	}
-	best, bestN := "", int64(math.MaxInt64)
+	best, bestN := home{}, int64(math.MaxInt64)
 	for _, h := range s.homes {
-		if n := load[h]; n < bestN {
+		if n := load[h.id]; n < bestN {
 			best, bestN = h, n
 		}
 	}
@@ -383,8 +409,8 @@ func (s *Store) User(ctx context.Context, address string) (User, error) {
 func (s *Store) lookup(ctx context.Context, address string) (User, error) {
 	var u User
 	var created int64
-	err := s.meta.r.QueryRowContext(ctx, `SELECT address, home, state, created FROM users WHERE address = ?`, address).
-		Scan(&u.Address, &u.Home, &u.State, &created)
+	err := s.meta.r.QueryRowContext(ctx, `SELECT address, home_id, state, created FROM users WHERE address = ?`, address).
+		Scan(&u.Address, &u.HomeID, &u.State, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, fmt.Errorf("user %w", ErrNotFound)
 	}
@@ -392,13 +418,14 @@ func (s *Store) lookup(ctx context.Context, address string) (User, error) {
 		return User{}, classify(err)
 	}
 	u.Created = time.Unix(created, 0)
+	u.Home = s.dirOf[u.HomeID]
 	return u, nil
 }
 
 // Users calls fn for every user, ordered by address, and stops at fn's
 // first error, which it returns.
 func (s *Store) Users(ctx context.Context, fn func(User) error) error {
-	rows, err := s.meta.r.QueryContext(ctx, `SELECT address, home, state, created FROM users ORDER BY address`)
+	rows, err := s.meta.r.QueryContext(ctx, `SELECT address, home_id, state, created FROM users ORDER BY address`)
 	if err != nil {
 		return fmt.Errorf("shard: users: %w", classify(err))
 	}
@@ -406,10 +433,11 @@ func (s *Store) Users(ctx context.Context, fn func(User) error) error {
 	for rows.Next() {
 		var u User
 		var created int64
-		if err := rows.Scan(&u.Address, &u.Home, &u.State, &created); err != nil {
+		if err := rows.Scan(&u.Address, &u.HomeID, &u.State, &created); err != nil {
 			return fmt.Errorf("shard: users: %w", classify(err))
 		}
 		u.Created = time.Unix(created, 0)
+		u.Home = s.dirOf[u.HomeID]
 		if err := fn(u); err != nil {
 			return err
 		}
@@ -428,13 +456,17 @@ func (s *Store) DeleteUser(ctx context.Context, address string) error {
 	if err := checkAddress(address); err != nil {
 		return fmt.Errorf("shard: delete user: %w", err)
 	}
-	var home string
+	var id string
 	found := true
 	err := s.metaWrite(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `DELETE FROM users WHERE address = ? RETURNING home`, address).Scan(&home)
+		err := tx.QueryRowContext(ctx, `DELETE FROM users WHERE address = ? RETURNING home_id`, address).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			found = false
 			return nil
+		}
+		if err == nil && s.dirOf[id] == "" {
+			// Its files could not be removed: keep the row.
+			return fmt.Errorf("%w: %s is on home id %s, which no configured home has", ErrHome, address, id)
 		}
 		return err
 	})
@@ -446,13 +478,13 @@ func (s *Store) DeleteUser(ctx context.Context, address string) error {
 	if err := s.pool.drop(ctx, keyOf(address)); err != nil {
 		return fmt.Errorf("shard: delete user: %w", err)
 	}
-	homes := []string{home}
+	homes := []home{{dir: s.dirOf[id], id: id}}
 	if !found {
 		homes = s.homes
 	}
 	for _, h := range homes {
-		path := ShardPath(h, address)
-		n, err := s.removeShard(ctx, address, path)
+		path := ShardPath(h.dir, address)
+		n, err := s.removeShard(ctx, address, h.id, path)
 		if err != nil {
 			return fmt.Errorf("shard %s: delete: %w", path, err)
 		}
@@ -466,15 +498,15 @@ func (s *Store) DeleteUser(ctx context.Context, address string) error {
 	return nil
 }
 
-// removeShard removes the shard files at path unless the address has been
-// claimed again for the same path meanwhile (a CreateUser that ran between
-// the row's deletion and now, perhaps in another process).
-func (s *Store) removeShard(ctx context.Context, address, path string) (int, error) {
+// removeShard removes the shard files at path, on home id, unless the
+// address has been claimed again for the same home meanwhile (a CreateUser
+// that ran between the row's deletion and now, perhaps in another process).
+func (s *Store) removeShard(ctx context.Context, address, id, path string) (int, error) {
 	var n int
 	err := s.metaWrite(ctx, func(tx *sql.Tx) error {
-		var home string
-		err := tx.QueryRowContext(ctx, `SELECT home FROM users WHERE address = ?`, address).Scan(&home)
-		if err == nil && ShardPath(home, address) == path {
+		var now string
+		err := tx.QueryRowContext(ctx, `SELECT home_id FROM users WHERE address = ?`, address).Scan(&now)
+		if err == nil && now == id {
 			return nil
 		}
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -545,7 +577,9 @@ func (s *Store) acquireChecked(ctx context.Context, address string, check bool) 
 		if err != nil {
 			return err
 		}
-		h.path = ShardPath(u.Home, address)
+		if h.path, err = s.shardPath(u); err != nil {
+			return err
+		}
 		db, ident, err := openShardFile(ctx, h.path, s.busy)
 		if err != nil {
 			return fmt.Errorf("shard %s: open: %w", h.path, err)

@@ -129,9 +129,9 @@ func TestPlacement(t *testing.T) {
 			{[]int{0}, []int{0, 0, 0}},
 			{[]int{0, 1}, []int{1, 1, 1, 0, 1}},
 		}},
-		{"removed home keeps its users", 3, []phase{
+		{"reordered homes keep their users", 3, []phase{
 			{[]int{0, 1, 2}, []int{0, 1, 2}},
-			{[]int{1, 2}, []int{1, 2, 1}},
+			{[]int{2, 0, 1}, []int{2, 0, 1, 2}},
 		}},
 	}
 	for _, tt := range tests {

@@ -108,7 +108,7 @@ func cmdUserAddBulk(args []string, stdout, stderr io.Writer) error {
 		}
 		added++
 		if *verbose {
-			fmt.Fprintf(stdout, "added %s on home %s\n", u.Address, u.Home)
+			fmt.Fprintf(stdout, "added %s on home %s (%s)\n", u.Address, u.HomeID, u.Home)
 		}
 	}
 	fmt.Fprintf(stdout, "added %d users (%d already existed) in %s\n", added, existed, time.Since(start).Round(time.Millisecond))

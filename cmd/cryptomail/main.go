@@ -63,7 +63,8 @@ commands:
   server-key                         print the server's SeXMAP public key, for
                                      clients to pin
   export --out FILE ADDRESS          write the user's mail as an mbox of OpenPGP messages
-  check-config                       validate the configuration and exit
+  check-config                       validate the configuration, and the homes
+                                     against the metabase (read only), and exit
 
 every command takes -config FILE; without it the config is $CRYPTOMAIL_CONFIG,
 then /etc/cryptomail/cryptomail.toml. Admin commands (user, export, server-key,
@@ -345,6 +346,9 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := requireServer(cfg); err != nil {
 		return err
+	}
+	if err := server.CheckStorage(context.Background(), cfg); err != nil {
+		return fmt.Errorf("%s: %w", cfg.Path, err)
 	}
 	fmt.Fprintf(stdout, "%s: ok (domains %s; data_dir %s; homes %s)\n", cfg.Path,
 		strings.Join(cfg.Server.Domains, ", "), cfg.Server.DataDir, strings.Join(cfg.Storage.Homes, ", "))

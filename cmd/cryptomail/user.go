@@ -75,7 +75,7 @@ func cmdUserAdd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("add user %s: %w", addr, err)
 	}
-	fmt.Fprintf(stdout, "added %s (key %s) on home %s\n", u.Address, key.Fingerprint(), u.Home)
+	fmt.Fprintf(stdout, "added %s (key %s) on home %s (%s)\n", u.Address, key.Fingerprint(), u.HomeID, u.Home)
 	return nil
 }
 
@@ -110,12 +110,13 @@ func cmdUserList(args []string, stdout, stderr io.Writer) error {
 		ID      string    `json:"id"`
 		Address string    `json:"address"`
 		State   string    `json:"state"`
-		Home    string    `json:"home"`
+		HomeID  string    `json:"home_id"`
+		Home    string    `json:"home"` // the configured directory of home_id
 		Created time.Time `json:"created"`
 	}
 	rows := []row{}
 	err = st.Users(ctx, func(u shard.User) error {
-		rows = append(rows, row{u.Address, u.Address, u.State, u.Home, u.Created.UTC()})
+		rows = append(rows, row{u.Address, u.Address, u.State, u.HomeID, u.Home, u.Created.UTC()})
 		return nil
 	})
 	if err != nil {
@@ -127,9 +128,13 @@ func cmdUserList(args []string, stdout, stderr io.Writer) error {
 		return enc.Encode(rows)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tSTATE\tCREATED\tHOME")
+	fmt.Fprintln(tw, "ADDRESS\tSTATE\tCREATED\tHOME ID\tHOME")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Address, r.State, r.Created.Format(time.RFC3339), r.Home)
+		dir := r.Home
+		if dir == "" {
+			dir = "(not configured)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Address, r.State, r.Created.Format(time.RFC3339), r.HomeID, dir)
 	}
 	return tw.Flush()
 }

@@ -104,6 +104,10 @@ type Migration struct {
 	Version int
 	Name    string // NNNN_name.sql
 	SQL     string
+	// Before, if set, runs in the migration's transaction just before SQL,
+	// for a step that needs what only the program knows (shard's meta 0004
+	// needs the configured homes' path → id map).
+	Before func(ctx context.Context, tx *sql.Tx) error
 }
 
 // LoadMigrations reads the NNNN_name.sql files of dir (other files are
@@ -170,6 +174,11 @@ func Migrate(ctx context.Context, db *sql.DB, ms []Migration) error {
 		return fmt.Errorf("%w (file at version %d, this program knows %d)", ErrNewerSchema, v, latest)
 	}
 	for _, m := range ms[v:] {
+		if m.Before != nil {
+			if err := m.Before(ctx, tx); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
+			}
+		}
 		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 			return fmt.Errorf("migration %s: %w", m.Name, err)
 		}
