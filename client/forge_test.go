@@ -49,10 +49,14 @@ func pgpMIMEFrom(t *testing.T, outerFrom, innerFrom string, signer *openpgp.Enti
 // TestForgedSender is the attack of issue 9, item 1: Mallory signs with her own key and
 // writes From: Alice inside the encryption. The reader must not be told the message is
 // verified, and must be told that Mallory signed it.
-func TestForgedSender(t *testing.T) {
-	e := newEnv(t)
+// forgeWorld is the forgery tests' server: users with keys made here (as any sender's
+// software can), and Bob, signed up through the client.
+func forgeWorld(t *testing.T, keyUsers ...string) (e *env, keys map[string]*openpgp.Entity, bob *client.Session, bobPub *cmcrypto.PublicKey) {
+	t.Helper()
+	e = newEnv(t)
 	now := time.Now()
-	keyOf := func(address string) *openpgp.Entity {
+	keys = map[string]*openpgp.Entity{}
+	for _, address := range keyUsers {
 		k, err := cmcrypto.GenerateKey("", address, nil, now.Add(-time.Hour))
 		if err != nil {
 			t.Fatal(err)
@@ -68,18 +72,22 @@ func TestForgedSender(t *testing.T) {
 		if err := e.srv.AddUser(address, armored); err != nil {
 			t.Fatal(err)
 		}
-		return k
+		keys[address] = k
 	}
-	alice, mallory := keyOf("alice@example.org"), keyOf("mallory@example.org")
-	bob := e.signup(e.client(""), "bob@example.org", "bob pass")
+	bob = e.signup(e.client(""), "bob@example.org", "bob pass")
 	bobKey, err := bob.PublicKeys(e.ctx, "bob@example.org")
 	if err != nil || len(bobKey.Keys) != 1 {
 		t.Fatal(bobKey, err)
 	}
-	bobPub, err := cmcrypto.ParsePublicKey(bobKey.Keys[0].Key, now)
-	if err != nil {
+	if bobPub, err = cmcrypto.ParsePublicKey(bobKey.Keys[0].Key, now); err != nil {
 		t.Fatal(err)
 	}
+	return e, keys, bob, bobPub
+}
+
+func TestForgedSender(t *testing.T) {
+	e, keys, bob, bobPub := forgeWorld(t, "alice@example.org", "mallory@example.org")
+	alice, mallory := keys["alice@example.org"], keys["mallory@example.org"]
 	fp := func(k *openpgp.Entity) string { return strings.ToUpper(k.PrimaryKey.KeyIdString()) }
 
 	for _, c := range []struct {
@@ -129,32 +137,8 @@ func TestForgedSender(t *testing.T) {
 // else with an HTML part and an attachment beside it. The HTML would be shown instead of
 // the signed text, and the badge must not seem to cover the attachment.
 func TestInlinePGPBesideUnsignedParts(t *testing.T) {
-	e := newEnv(t)
-	now := time.Now()
-	alice, err := cmcrypto.GenerateKey("", "alice@example.org", nil, now.Add(-time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := cmcrypto.NewPublicKey(alice, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	armoredKey, err := pub.Armored()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.srv.AddUser("alice@example.org", armoredKey); err != nil {
-		t.Fatal(err)
-	}
-	bob := e.signup(e.client(""), "bob@example.org", "bob pass")
-	bobKey, err := bob.PublicKeys(e.ctx, "bob@example.org")
-	if err != nil || len(bobKey.Keys) != 1 {
-		t.Fatal(bobKey, err)
-	}
-	bobPub, err := cmcrypto.ParsePublicKey(bobKey.Keys[0].Key, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, keys, bob, bobPub := forgeWorld(t, "alice@example.org")
+	alice := keys["alice@example.org"]
 	var armored bytes.Buffer
 	aw, err := armor.Encode(&armored, "PGP MESSAGE", nil)
 	if err != nil {
