@@ -66,6 +66,14 @@ func (s *Sealer) Encrypt(key *PublicKey, plaintext []byte) ([]byte, error) {
 	return s.encrypt(nil, key, plaintext)
 }
 
+// EncryptBuffer is Encrypt of the concatenation of parts, which it never
+// builds, writing the ciphertext into buf's memory (from buf[0]) when it has
+// room, so that a caller can recycle one large buffer for message after
+// message. The result then aliases buf.
+func (s *Sealer) EncryptBuffer(buf []byte, key *PublicKey, parts ...[]byte) ([]byte, error) {
+	return s.encrypt(buf, key, parts...)
+}
+
 // encrypt is Encrypt of the concatenation of parts, which it never builds,
 // into dst's memory when it is large enough.
 func (s *Sealer) encrypt(dst []byte, key *PublicKey, parts ...[]byte) ([]byte, error) {
