@@ -56,6 +56,7 @@ func (d *delivery) Deliver(ctx context.Context, env *lmtp.Envelope, rcpt lmtp.Re
 		Received: env.Received,
 		Trace:    trace,
 		Body:     msg,
+		Checked:  true, // by Resolve, at RCPT
 	})
 	return lmtpError(err)
 }

@@ -102,6 +102,11 @@ type Message struct {
 	// EnvFrom and EnvTo complete a server-made summary whose message has
 	// no From, or no To and Cc, field.
 	EnvFrom, EnvTo string
+	// Checked says the caller ran Active (or Check) for this mailbox at
+	// this message's intake (LMTP's RCPT, send's checks), so Deliver does
+	// not ask the metabase again: the hot path's one lookup. An account
+	// deleted since is still refused (its shard is gone at the commit).
+	Checked bool
 }
 
 // Source is where a message comes from, which decides its summary's
@@ -162,8 +167,10 @@ func (d *Deliverer) Deliver(ctx context.Context, m *Message) (Stored, error) {
 	if n := len(m.Trace) + len(m.Body); n > xmap.MaxMessageSize {
 		return Stored{}, tooLarge(n)
 	}
-	if err := d.Active(ctx, m.Mailbox); err != nil {
-		return Stored{}, err
+	if !m.Checked {
+		if err := d.Active(ctx, m.Mailbox); err != nil {
+			return Stored{}, err
+		}
 	}
 	limit, err := d.limit(ctx, m.Mailbox)
 	if err != nil {
@@ -250,14 +257,9 @@ func (d *Deliverer) summary(key *cmcrypto.PublicKey, m *Message) ([]byte, error)
 	if len(sm.To) == 0 && len(sm.Cc) == 0 && m.EnvTo != "" {
 		sm.To = []string{m.EnvTo}
 	}
-	js, err := cmcrypto.MarshalSummary(sm)
+	out, err := d.sealer.SealSummary(key, sm)
 	if err != nil {
-		return nil, fmt.Errorf("deliver: summary: %w", err)
-	}
-	out, err := d.sealer.Encrypt(key, js)
-	clear(js)
-	if err != nil {
-		return nil, fmt.Errorf("deliver: encrypt summary: %w", err)
+		return nil, fmt.Errorf("deliver: %w", err)
 	}
 	return out, nil
 }

@@ -141,6 +141,8 @@ func TestDeliver(t *testing.T) {
 		{name: "stored", store: &fakeStore{state: shard.StateActive, key: a.armored}, commits: 1},
 		{name: "unknown user", store: &fakeStore{key: a.armored}, want: deliver.ErrUnknownUser},
 		{name: "inactive user", store: &fakeStore{state: "disabled", key: a.armored}, want: deliver.ErrUnknownUser},
+		{name: "checked at intake: no second lookup", store: &fakeStore{state: "disabled", key: a.armored},
+			msg: deliver.Message{Checked: true}, commits: 1},
 		{name: "no key", store: &fakeStore{state: shard.StateActive}, want: deliver.ErrUnknownUser},
 		{name: "key unusable", store: &fakeStore{state: shard.StateActive, key: []byte("not a key")}, want: deliver.ErrKeyUnusable},
 		{name: "too large", store: &fakeStore{state: shard.StateActive, key: a.armored}, msg: deliver.Message{Body: big}, want: deliver.ErrTooLarge},

@@ -3,7 +3,9 @@
 // through a Deliverer, which owns every rule of "a message enters a
 // mailbox":
 //
-//   - the account check: only an active account receives (ErrUnknownUser);
+//   - the account check: only an active account receives (ErrUnknownUser),
+//     asked once per intake (Active at LMTP's RCPT, Check before send
+//     stores anything; Message.Checked then spares Deliver the lookup);
 //   - the key: the recipient's current public key, parsed once and cached
 //     (keyed by a hash of its stored bytes, so a key replaced by another
 //     process is picked up at once; the store caches the armored key per

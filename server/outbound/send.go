@@ -229,6 +229,7 @@ func (s *Sender) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.S
 			Source:   src,
 			EnvFrom:  user,
 			EnvTo:    l.address,
+			Checked:  true,
 		}); err != nil {
 			return fail(storeError(err, l.address, false))
 		}
@@ -273,6 +274,7 @@ func (s *Sender) storeSent(ctx context.Context, user string, sent shard.Folder, 
 		Summary:  req.SentSummary,
 		Source:   deliver.SentCopy,
 		EnvFrom:  user,
+		Checked:  true,
 	})
 	if err != nil {
 		return xmap.Message{}, err
