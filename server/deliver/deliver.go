@@ -150,7 +150,8 @@ type Stored struct {
 
 // Check tells whether mailbox can receive now: an active account with a
 // usable key. A caller that must refuse before it starts storing anything
-// (send, with several copies) checks first; Deliver checks again.
+// (send, with several copies) checks first, then sets Message.Checked;
+// Deliver checks the key again (and the account unless Checked).
 func (d *Deliverer) Check(ctx context.Context, mailbox string) error {
 	if err := d.Active(ctx, mailbox); err != nil {
 		return err
