@@ -66,6 +66,14 @@ func (s *Sealer) Encrypt(key *PublicKey, plaintext []byte) ([]byte, error) {
 	return s.encrypt(nil, key, plaintext)
 }
 
+// EncryptBuffer is Encrypt of the concatenation of parts, which it never
+// builds, writing the ciphertext into buf's memory (from buf[0]) when it has
+// room, so that a caller can recycle one large buffer for message after
+// message. The result then aliases buf.
+func (s *Sealer) EncryptBuffer(buf []byte, key *PublicKey, parts ...[]byte) ([]byte, error) {
+	return s.encrypt(buf, key, parts...)
+}
+
 // encrypt is Encrypt of the concatenation of parts, which it never builds,
 // into dst's memory when it is large enough.
 func (s *Sealer) encrypt(dst []byte, key *PublicKey, parts ...[]byte) ([]byte, error) {
@@ -106,44 +114,30 @@ func (s *Sealer) encrypt(dst []byte, key *PublicKey, parts ...[]byte) ([]byte, e
 // message to the same key. The plaintext goes nowhere but into the
 // ciphertexts; the summary's JSON bytes are wiped once encrypted.
 func (s *Sealer) Seal(key *PublicKey, raw []byte) (body, summary []byte, err error) {
-	return s.seal(nil, key, raw, raw)
-}
-
-// SealWithTrace is Seal of trace followed by msg, without joining them: a
-// server prepends its trace fields (Return-Path, Delivered-To, Received) to
-// each recipient's copy of a message it received once, and a large message
-// is then neither copied nor allocated again per recipient. trace must be
-// whole header fields, each line ended by a line break, without an empty
-// line. The summary is that of msg: no summary field comes from trace
-// fields, so it is the summary of the joined message too (but for messages
-// at the extraction limits, whose own fields then count in full).
-func (s *Sealer) SealWithTrace(key *PublicKey, trace, msg []byte) (body, summary []byte, err error) {
-	return s.seal(nil, key, msg, trace, msg)
-}
-
-// SealWithTraceBuffer is SealWithTrace writing the body's ciphertext into
-// buf's memory (from buf[0]) when it has room, so that a caller can recycle
-// one large buffer for message after message instead of allocating one
-// each time. body then aliases buf.
-func (s *Sealer) SealWithTraceBuffer(buf []byte, key *PublicKey, trace, msg []byte) (body, summary []byte, err error) {
-	return s.seal(buf, key, msg, trace, msg)
-}
-
-func (s *Sealer) seal(dst []byte, key *PublicKey, summarize []byte, parts ...[]byte) (body, summary []byte, err error) {
-	body, err = s.encrypt(dst, key, parts...)
+	body, err = s.encrypt(nil, key, raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("seal body: %w", err)
 	}
-	js, err := MarshalSummary(ExtractSummary(summarize))
+	summary, err = s.SealSummary(key, ExtractSummary(raw))
 	if err != nil {
-		return nil, nil, fmt.Errorf("seal summary: %w", err)
-	}
-	summary, err = s.Encrypt(key, js)
-	clear(js)
-	if err != nil {
-		return nil, nil, fmt.Errorf("seal summary: %w", err)
+		return nil, nil, err
 	}
 	return body, summary, nil
+}
+
+// SealSummary encrypts the JSON of sm (MarshalSummary) to key, and wipes
+// the JSON bytes once encrypted.
+func (s *Sealer) SealSummary(key *PublicKey, sm Summary) ([]byte, error) {
+	js, err := MarshalSummary(sm)
+	if err != nil {
+		return nil, fmt.Errorf("seal summary: %w", err)
+	}
+	out, err := s.Encrypt(key, js)
+	clear(js)
+	if err != nil {
+		return nil, fmt.Errorf("seal summary: %w", err)
+	}
+	return out, nil
 }
 
 // MarshalSummary returns the JSON form of sm stored by Seal: compact, no HTML

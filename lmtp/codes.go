@@ -21,6 +21,7 @@ var (
 	replyUnknownUser  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
 	replyBusy         = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Temporarily busy, try again later"}
 	replyNoSpace      = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage"}
+	replyMailboxFull  = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "Mailbox full"}
 	replyTempFail     = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
 	replyConnProblem  = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection problem while receiving the message"}
 	replyLineTooLong  = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line too long"}
@@ -50,6 +51,8 @@ func replyFor(err error, smtpMode bool) (reply *smtp.SMTPError, internal bool) {
 		return replyBusy, false
 	case errors.Is(err, ErrNoSpace):
 		return replyNoSpace, false
+	case errors.Is(err, ErrMailboxFull):
+		return replyMailboxFull, false
 	case errors.Is(err, smtp.ErrDataTooLarge), errors.Is(err, ErrTooLarge):
 		return replyTooLarge, false
 	case errors.Is(err, smtp.ErrTooLongLine):

@@ -46,7 +46,8 @@ type Backend interface {
 	Resolve(ctx context.Context, rcpt string) (mailbox string, err error)
 
 	// Deliver makes msg durable for one recipient and returns nil only then.
-	// Errors: ErrBusy (451 4.3.2), ErrNoSpace (452 4.3.1), ErrUnknownUser
+	// Errors: ErrBusy (451 4.3.2), ErrNoSpace (452 4.3.1), ErrMailboxFull
+	// (452 4.2.2, over the recipient's quota), ErrUnknownUser
 	// (550 5.1.1, the user was deleted meanwhile), ErrTooLarge (552 5.3.4,
 	// the message as stored would be over what the mailbox can hold);
 	// anything else gives 451 4.3.0.
@@ -84,6 +85,7 @@ var (
 	ErrUnknownUser     = errors.New("lmtp: unknown user")
 	ErrBusy            = errors.New("lmtp: temporarily busy")
 	ErrNoSpace         = errors.New("lmtp: no space left")
+	ErrMailboxFull     = errors.New("lmtp: mailbox full")
 	ErrTooLarge        = errors.New("lmtp: message too large")
 )
 

@@ -161,6 +161,7 @@ func TestDeliverReplies(t *testing.T) {
 		{"ok", nil, false, "250 2.0.0 "},
 		{"busy", fmt.Errorf("database is locked: %w", lmtp.ErrBusy), false, "451 4.3.2 "},
 		{"no space", fmt.Errorf("write shard: %w", lmtp.ErrNoSpace), false, "452 4.3.1 "},
+		{"mailbox full", fmt.Errorf("quota: %w", lmtp.ErrMailboxFull), false, "452 4.2.2 "},
 		{"user deleted", fmt.Errorf("%w: gone", lmtp.ErrUnknownUser), false, "550 5.1.1 "},
 		{"too large stored", fmt.Errorf("sealed body of %d bytes: %w", 1<<30, lmtp.ErrTooLarge), false, "552 5.3.4 "},
 		{"internal", fmt.Errorf("sqlite: disk I/O error at /srv/%s.db", secret), false, "451 4.3.0 "},

@@ -10,6 +10,8 @@ import (
 
 	cmcrypto "cryptomail/crypto"
 	"cryptomail/lmtp"
+	"cryptomail/server/deliver"
+	"cryptomail/shard"
 )
 
 // BenchmarkDeliver4KB is the whole delivery step for one recipient: key
@@ -33,7 +35,7 @@ func BenchmarkDeliverLarge(b *testing.B) {
 }
 
 func benchmarkDeliver(b *testing.B, users, size int) {
-	d, addrs := benchDelivery(b, users)
+	d, _, addrs := benchDelivery(b, users)
 	msg := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n"), size/64)
 	msg = append([]byte("From: a@elsewhere.test\r\nSubject: bench\r\n\r\n"), msg...)
 	env := &lmtp.Envelope{From: "a@elsewhere.test", Protocol: "LMTP", Hostname: "localhost", Received: time.Now()}
@@ -54,7 +56,7 @@ func benchmarkDeliver(b *testing.B, users, size int) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
-func benchDelivery(b testing.TB, users int) (*delivery, []string) {
+func benchDelivery(b testing.TB, users int) (*delivery, *shard.Store, []string) {
 	b.Helper()
 	dir := b.TempDir()
 	cfg, err := ParseConfig([]byte("[server]\ndomains = [\"example.test\"]\n[storage]\nhomes = [\"homes\"]\n"), "bench.toml", dir)
@@ -82,5 +84,5 @@ func benchDelivery(b testing.TB, users int) (*delivery, []string) {
 			b.Fatal(err)
 		}
 	}
-	return newDelivery(cfg, st), addrs
+	return newDelivery(cfg, deliver.New(st, deliver.Options{})), st, addrs
 }

@@ -22,11 +22,11 @@ func TestDeliverSizeRule(t *testing.T) {
 	if testing.Short() {
 		t.Skip("20 MB messages")
 	}
-	d, addrs := benchDelivery(t, 1)
+	d, st, addrs := benchDelivery(t, 1)
 	a := addrs[0]
 	stored := func() (n int) {
 		t.Helper()
-		if err := d.store.Messages(context.Background(), a, func(shard.Message) error { n++; return nil }); err != nil {
+		if err := st.Messages(context.Background(), a, func(shard.Message) error { n++; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -60,7 +60,7 @@ func TestDeliverSizeRule(t *testing.T) {
 	if err := d.Deliver(context.Background(), env, rcpt, msg(xmap.MaxDeliverySize)); err != nil {
 		t.Fatalf("a message of xmap.MaxDeliverySize: %v", err)
 	}
-	if err := d.store.Messages(context.Background(), a, func(m shard.Message) error {
+	if err := st.Messages(context.Background(), a, func(m shard.Message) error {
 		if len(m.Body) > xmap.MaxMessageSize {
 			t.Errorf("stored body of %d bytes", len(m.Body))
 		}

@@ -128,8 +128,7 @@ func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, error)
 		return fail(err)
 	}
 	s.access = access
-	backend := newDelivery(cfg, st)
-	backend.onStored = access.mail.Notifier().Notify
+	backend := newDelivery(cfg, access.deliver)
 
 	if err := s.listen(ctx, "lmtp", cfg.LMTP.Listen); err != nil {
 		return fail(err)

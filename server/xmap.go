@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"cryptomail/server/accounts"
+	"cryptomail/server/deliver"
 	"cryptomail/server/mailback"
 	"cryptomail/server/outbound"
 	"cryptomail/shard"
@@ -40,9 +41,12 @@ var _ xmapserver.Backend = (*xmapBackend)(nil)
 type mailAccess struct {
 	sexmap *sexmap.Server
 	mail   *mailback.Backend
-	sender *outbound.Sender
-	stop   context.CancelFunc
-	done   chan struct{}
+	// deliver is the one delivery path: LMTP and SMTP, send, bounces and
+	// append all store through it.
+	deliver *deliver.Deliverer
+	sender  *outbound.Sender
+	stop    context.CancelFunc
+	done    chan struct{}
 }
 
 // OutboundPath is the outbound queue's file in data_dir.
@@ -68,7 +72,9 @@ func newMailAccess(ctx context.Context, cfg *Config, st *shard.Store, logger *sl
 	if err != nil {
 		return nil, err
 	}
-	mail := mailback.New(st, mailback.Options{Logger: logger.With("part", "xmap")})
+	notifier := new(mailback.Notifier)
+	dl := deliver.New(st, deliver.Options{Notify: notifier.Notify})
+	mail := mailback.New(st, mailback.Options{Notifier: notifier, Deliverer: dl, Logger: logger.With("part", "xmap")})
 	relayTLS, err := relayTLSConfig(cfg.Relay)
 	if err != nil {
 		return nil, err
@@ -86,7 +92,7 @@ func newMailAccess(ctx context.Context, cfg *Config, st *shard.Store, logger *sl
 		MaxRetry:          cfg.Relay.MaxRetry.Duration,
 		Concurrency:       cfg.Relay.Concurrency,
 		Timeout:           cfg.Relay.Timeout.Duration,
-		OnStored:          mail.Notifier().Notify,
+		Deliverer:         dl,
 		Logger:            logger.With("part", "outbound"),
 
 		MaxRecipientsPerHour: cfg.Relay.MaxRecipientsPerHour,
@@ -95,7 +101,7 @@ func newMailAccess(ctx context.Context, cfg *Config, st *shard.Store, logger *sl
 		return nil, fmt.Errorf("outbound queue: %w", err)
 	}
 	xs := &xmapserver.Server{Backend: &xmapBackend{acc, mail, sender}, Logger: logger.With("part", "xmap")}
-	ma := &mailAccess{mail: mail, sender: sender}
+	ma := &mailAccess{mail: mail, deliver: dl, sender: sender}
 	ma.sexmap, err = sexmap.NewServer(sexmap.Config{
 		StaticKey:        key,
 		Accounts:         acc,

@@ -26,6 +26,11 @@ type NewMessage struct {
 	// client trusts, so a caller that forgets it cannot make a summary pass
 	// as the server's.
 	SummaryBy string
+	// Quota bounds the user's stored ciphertext (summaries, bodies and
+	// contacts) with this message counted: Deliver and DeliverSealed fail
+	// with ErrQuota, storing nothing, when it would be over; <= 0: no limit.
+	// Append takes its limit as an argument and ignores this field.
+	Quota int64
 }
 
 // Who made a message's summary (docs/XMAP.md, "Summary origin").
@@ -113,6 +118,9 @@ func (s *Store) deliver(ctx context.Context, address string, sealedTo []byte, m 
 				if err := checkSealedTo(ctx, tx, h, sealedTo); err != nil {
 					return err
 				}
+			}
+			if err := reserve(ctx, tx, m.Quota, int64(len(m.Summary)+len(m.Body))); err != nil {
+				return err
 			}
 			var err error
 			id, uid, err = insertMessage(ctx, tx, modseq, m.Folder, flags, received.UnixNano(), m.Size, m.Summary, m.Body, by)

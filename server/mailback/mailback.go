@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"time"
 
+	"cryptomail/server/deliver"
 	"cryptomail/shard"
 	"cryptomail/xmap"
 	"cryptomail/xmap/xmapserver"
@@ -33,9 +34,13 @@ type Options struct {
 	// waits; give the same one to everything else that stores mail for
 	// users. nil: the Backend makes its own (see Backend.Notifier).
 	Notifier *Notifier
-	// Quota bounds each user's stored ciphertext (message summaries and
-	// bodies, contacts) for append, copy and put-contact; 0: no limit.
-	// Delivery is not bound by it.
+	// Deliverer is the delivery path append stores through; its quota
+	// hook bounds copy and put-contact too, so quotas live in one place.
+	// nil: one on the store, with Quota as its hook and the Notifier.
+	Deliverer *deliver.Deliverer
+	// Quota, without a Deliverer, bounds each user's stored ciphertext
+	// (message summaries and bodies, contacts) for every write that grows
+	// a mailbox; 0: no limit. Ignored with a Deliverer.
 	Quota int64
 	// MaxFolders bounds each user's folders, system ones included;
 	// 0: DefaultMaxFolders.
@@ -51,9 +56,10 @@ type Options struct {
 // and every MessageBackend method but Send, on a shard.Store. Its methods
 // are safe for concurrent use.
 type Backend struct {
-	store  *shard.Store
-	opts   Options
-	notify *Notifier
+	store   *shard.Store
+	opts    Options
+	notify  *Notifier
+	deliver *deliver.Deliverer
 }
 
 var (
@@ -76,7 +82,15 @@ func New(store *shard.Store, opts Options) *Backend {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Backend{store: store, opts: opts, notify: opts.Notifier}
+	dl := opts.Deliverer
+	if dl == nil {
+		var quota deliver.Quota
+		if q := opts.Quota; q > 0 {
+			quota = func(context.Context, string) (int64, error) { return q, nil }
+		}
+		dl = deliver.New(store, deliver.Options{Quota: quota, Notify: opts.Notifier.Notify, Now: opts.Now})
+	}
+	return &Backend{store: store, opts: opts, notify: opts.Notifier, deliver: dl}
 }
 
 // Notifier returns the Notifier the Backend waits on: the delivery path
@@ -137,22 +151,24 @@ func (b *Backend) fail(ctx context.Context, op string, err error) error {
 		return xmap.Errorf(xmap.CodeNotFound, "no such message")
 	case errors.Is(err, shard.ErrNoSuchContact):
 		return xmap.Errorf(xmap.CodeNotFound, "no such contact")
-	case errors.Is(err, shard.ErrNotFound):
+	case errors.Is(err, shard.ErrNotFound), errors.Is(err, deliver.ErrUnknownUser):
 		// The session's account is gone (deleted since login).
 		return xmap.Errorf(xmap.CodeDenied, "no such account")
 	case errors.Is(err, shard.ErrTooManyFlags) && errors.As(err, &ide):
 		return xmap.Errorf(xmap.CodeLimitExceeded, "message %d would have more than %d flags", ide.ID, xmap.MaxFlags)
 	case errors.Is(err, shard.ErrTooManyFlags):
 		return xmap.Errorf(xmap.CodeLimitExceeded, "more than %d flags", xmap.MaxFlags)
-	case errors.Is(err, shard.ErrQuota):
+	case errors.Is(err, shard.ErrQuota), errors.Is(err, deliver.ErrOverQuota):
 		return xmap.Errorf(xmap.CodeOverQuota, "mailbox full")
+	case errors.Is(err, deliver.ErrTooLarge):
+		return xmap.Errorf(xmap.CodeTooLarge, "message over %d bytes", xmap.MaxMessageSize)
 	case errors.Is(err, shard.ErrLimit):
 		return xmap.Errorf(xmap.CodeLimitExceeded, "copy would store more than %d bytes; copy fewer messages at a time", xmap.MaxCopyBytes)
 	case errors.Is(err, shard.ErrBadCursor):
 		return xmap.Errorf(xmap.CodeBadRequest, "invalid cursor")
 	case errors.Is(err, shard.ErrUnknownState):
 		return xmap.ErrResyncRequired
-	case errors.Is(err, shard.ErrBusy):
+	case errors.Is(err, shard.ErrBusy), errors.Is(err, deliver.ErrBusy):
 		// Another writer holds the user's shard (another process, or a
 		// long write): temporary, so the client is told to retry.
 		b.opts.Logger.WarnContext(ctx, "xmap: shard busy", "op", op, "err", err)
@@ -387,7 +403,11 @@ func (b *Backend) Copy(ctx context.Context, user string, req *xmap.Copy) ([]xmap
 	if err != nil {
 		return nil, err
 	}
-	copies, err := b.store.CopyMessages(ctx, user, ids, ref, b.opts.Quota, xmap.MaxCopyBytes)
+	quota, err := b.deliver.Limit(ctx, user)
+	if err != nil {
+		return nil, b.fail(ctx, "copy", err)
+	}
+	copies, err := b.store.CopyMessages(ctx, user, ids, ref, quota, xmap.MaxCopyBytes)
 	if err := b.done(ctx, user, "copy", err); err != nil {
 		return nil, err
 	}
@@ -426,20 +446,17 @@ func (b *Backend) Append(ctx context.Context, user string, req *xmap.Append) (xm
 	if err != nil {
 		return xmap.Message{}, err
 	}
-	received := req.Received
-	if received.IsZero() {
-		received = b.opts.Now()
-	}
-	m, err := b.store.Append(ctx, user, ref, shard.NewMessage{
-		Flags:     flagStrings(req.Flags),
-		Received:  received,
-		Size:      int64(len(req.Body)),
-		Summary:   req.Summary,
-		Body:      req.Body,
-		SummaryBy: shard.SummaryByOwner, // the user's own append
-	}, b.opts.Quota)
-	if err := b.done(ctx, user, "append", err); err != nil {
-		return xmap.Message{}, err
+	// The delivery path stores it (the account, size and quota rules)
+	// and wakes the user's waits.
+	m, err := b.deliver.Append(ctx, user, ref, shard.NewMessage{
+		Flags:    flagStrings(req.Flags),
+		Received: req.Received,
+		Size:     int64(len(req.Body)),
+		Summary:  req.Summary,
+		Body:     req.Body,
+	})
+	if err != nil {
+		return xmap.Message{}, b.fail(ctx, "append", err)
 	}
 	return message(&m), nil
 }
@@ -468,7 +485,11 @@ func (b *Backend) PutContact(ctx context.Context, user string, req *xmap.PutCont
 			return "", errNoContact
 		}
 	}
-	id, err := b.store.PutContact(ctx, user, id, req.Contact.Data, b.opts.Quota)
+	quota, err := b.deliver.Limit(ctx, user)
+	if err != nil {
+		return "", b.fail(ctx, "put contact", err)
+	}
+	id, err = b.store.PutContact(ctx, user, id, req.Contact.Data, quota)
 	if err := b.done(ctx, user, "put contact", err); err != nil {
 		return "", err
 	}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"cryptomail/server/deliver"
 )
 
 // STARTTLS modes for Config.StartTLS.
@@ -78,6 +80,10 @@ type Config struct {
 	// bounce), e.g. to wake the user's long polls. nil: nothing is called.
 	// It must not block.
 	OnStored func(user string)
+	// Deliverer is the delivery path every copy is stored through (the
+	// local copies, the Sent copy, bounces); its Notify replaces OnStored.
+	// nil: one on the store, notifying OnStored.
+	Deliverer *deliver.Deliverer
 	// Now is the clock. nil: time.Now.
 	Now func() time.Time
 	// Logger gets delivery and error logs; never message content or

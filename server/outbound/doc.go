@@ -33,6 +33,10 @@
 //  3. The body is encrypted to the sender's key and stored in Sent, \Seen.
 //  4. The held rows are released and the worker is kicked.
 //
+// Steps 2 and 3, like bounces, go through the one delivery path
+// (server/deliver): its account, key, size and quota rules and its
+// notification are LMTP's, and storeError maps its errors to XMAP codes.
+//
 // If a store fails at step 2 or 3 (a full disk, a broken shard), the send
 // reports the error and the held rows are deleted, so no remote recipient
 // gets a message the user was told was not sent. Local copies already
@@ -67,7 +71,7 @@
 // machine-readable delivery status (with the relay's reply as
 // Diagnostic-Code) and the undelivered message's header section (never
 // its body; for PGP/MIME the outer headers only). It is encrypted to the
-// sender's key like arriving mail, stored in the sender's INBOX, and
-// OnStored is called. Results are saved before the bounce is stored, so a
+// sender's key like arriving mail, stored in the sender's INBOX through
+// the delivery path, and its Notify (OnStored) is called. Results are saved before the bounce is stored, so a
 // crash in between can give a duplicate bounce but never relays twice.
 package outbound

@@ -1,7 +1,6 @@
 package outbound
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	cmcrypto "cryptomail/crypto"
+	"cryptomail/server/deliver"
 	"cryptomail/shard"
 	"cryptomail/xmap"
 )
@@ -30,7 +29,7 @@ type Sender struct {
 	store   *shard.Store
 	resolve Resolver
 	q       *queue
-	sealer  *cmcrypto.Sealer
+	deliver *deliver.Deliverer
 	log     *slog.Logger
 	kick    chan struct{}
 	limit   sendLimiter
@@ -56,12 +55,16 @@ func New(ctx context.Context, path string, store *shard.Store, resolve Resolver,
 	if err != nil {
 		return nil, fmt.Errorf("outbound: open queue %s: %w", path, err)
 	}
+	dl := cfg.Deliverer
+	if dl == nil {
+		dl = deliver.New(store, deliver.Options{Now: cfg.Now, Notify: cfg.OnStored})
+	}
 	s := &Sender{
 		cfg:     cfg,
 		store:   store,
 		resolve: resolve,
 		q:       q,
-		sealer:  &cmcrypto.Sealer{Now: cfg.Now},
+		deliver: dl,
 		log:     cfg.Logger,
 		kick:    make(chan struct{}, 1),
 		limit:   sendLimiter{perHour: cfg.MaxRecipientsPerHour},
@@ -92,7 +95,6 @@ var _ interface {
 type localRcpt struct {
 	mailbox string
 	address string // as the request gave it first
-	key     *cmcrypto.PublicKey
 	summary []byte // the client's, or nil
 }
 
@@ -102,9 +104,9 @@ type localRcpt struct {
 // user.
 func (s *Sender) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.SendResult, error) {
 	now := s.cfg.Now()
-	senderKey, err := s.userKey(ctx, user, now)
-	if err != nil {
-		return nil, err
+	// The Sent copy needs the sender's own key.
+	if err := s.deliver.Check(ctx, user); err != nil {
+		return nil, storeError(err, user, true)
 	}
 	// The size rule (xmap.MaxDeliverySize): every copy stored here is body
 	// with trace fields, encrypted again, and must fit what a fetch returns.
@@ -137,11 +139,11 @@ func (s *Sender) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.S
 			}
 			l := byMailbox[mailbox]
 			if l == nil {
-				key, err := s.recipientKey(ctx, mailbox, addr, now)
-				if err != nil {
-					return nil, err
+				// Refused before anything is stored or queued.
+				if err := s.deliver.Check(ctx, mailbox); err != nil {
+					return nil, storeError(err, addr, false)
 				}
-				l = &localRcpt{mailbox: mailbox, address: addr, key: key}
+				l = &localRcpt{mailbox: mailbox, address: addr}
 				byMailbox[mailbox] = l
 				locals = append(locals, l)
 			}
@@ -209,21 +211,31 @@ func (s *Sender) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.S
 	}
 
 	for _, l := range locals {
-		raw := withTrace(user, l, s.cfg.Hostname, now, req.Body)
 		// A local recipient's summary is the sender's word, not the server's:
 		// written by the sending client, or made here from headers that user
 		// wrote (an outer From: is whatever they typed). The recipient's client
 		// marks it unverified. Mail to oneself is the owner's own.
-		by := shard.SummaryBySender
+		src := deliver.FromUser
 		if strings.EqualFold(l.mailbox, user) {
-			by = shard.SummaryByOwner
+			src = deliver.FromSelf
 		}
-		if _, _, err := s.storeMsg(cctx, l.mailbox, l.key, raw, l.summary, by, by, user, l.address, "", nil, now); err != nil {
+		trace := deliver.TraceFields(&deliver.Envelope{From: user, Hostname: s.cfg.Hostname, Protocol: "XMAP", Received: now}, l.mailbox, l.address, req.Body)
+		if _, err := s.deliver.Deliver(cctx, &deliver.Message{
+			Mailbox:  l.mailbox,
+			Received: now,
+			Trace:    trace,
+			Body:     req.Body,
+			Summary:  l.summary,
+			Source:   src,
+			EnvFrom:  user,
+			EnvTo:    l.address,
+			Checked:  true,
+		}); err != nil {
 			return fail(storeError(err, l.address, false))
 		}
 		stored++
 	}
-	sentMsg, err := s.storeSent(cctx, user, senderKey, sent, req, now)
+	sentMsg, err := s.storeSent(cctx, user, sent, req, now)
 	if err != nil {
 		return fail(storeError(err, user, true))
 	}
@@ -235,52 +247,6 @@ func (s *Sender) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.S
 	}
 	s.log.Info("outbound: sent", "user", user, "local", len(locals), "queued", len(remoteEnc)+len(remotePlain))
 	return &xmap.SendResult{Sent: sentMsg, Recipients: statuses}, nil
-}
-
-// userKey returns the sending user's key, for the Sent copy.
-func (s *Sender) userKey(ctx context.Context, user string, now time.Time) (*cmcrypto.PublicKey, error) {
-	armored, err := s.store.PublicKey(ctx, user)
-	if errors.Is(err, shard.ErrNotFound) {
-		return nil, xmap.Errorf(xmap.CodeDenied, "account no longer exists")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("outbound: public key of %s: %w", user, err)
-	}
-	key, err := cmcrypto.ParsePublicKey(armored, now)
-	if err != nil {
-		s.log.Warn("outbound: sender's public key unusable", "user", user, "err", err)
-		return nil, xmap.Errorf(xmap.CodeDenied, "your public key cannot be encrypted to, so the Sent copy cannot be stored")
-	}
-	return key, nil
-}
-
-// recipientKey checks that a local mailbox has an active account and
-// returns its key.
-func (s *Sender) recipientKey(ctx context.Context, mailbox, addr string, now time.Time) (*cmcrypto.PublicKey, error) {
-	u, err := s.store.User(ctx, mailbox)
-	if errors.Is(err, shard.ErrNotFound) {
-		return nil, xmap.Errorf(xmap.CodeInvalidRecipient, "%s: no such local recipient", addr)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("outbound: user %s: %w", mailbox, err)
-	}
-	if u.State != shard.StateActive {
-		// Like LMTP: only an active account receives mail.
-		return nil, xmap.Errorf(xmap.CodeInvalidRecipient, "%s: no such local recipient", addr)
-	}
-	armored, err := s.store.PublicKey(ctx, mailbox)
-	if errors.Is(err, shard.ErrNotFound) {
-		return nil, xmap.Errorf(xmap.CodeInvalidRecipient, "%s: no such local recipient", addr)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("outbound: public key of %s: %w", mailbox, err)
-	}
-	key, err := cmcrypto.ParsePublicKey(armored, now)
-	if err != nil {
-		s.log.Warn("outbound: local recipient's public key unusable", "mailbox", mailbox, "err", err)
-		return nil, xmap.Errorf(xmap.CodeInvalidRecipient, "%s: the recipient's key cannot be encrypted to", addr)
-	}
-	return key, nil
 }
 
 // sentFolder returns the user's folder with the sent role.
@@ -297,121 +263,59 @@ func (s *Sender) sentFolder(ctx context.Context, user string) (shard.Folder, err
 	return shard.Folder{}, fmt.Errorf("outbound: %s has no sent folder", user)
 }
 
-// storeMsg encrypts raw (and, without a client summary, a summary made
-// from its headers and the envelope) to key and stores it in mailbox's
-// folder ("" is the INBOX). The summary's origin is recorded as clientBy
-// for a client's summary and as madeBy for one made here (shard.SummaryBy*).
-// It returns the message id and the sealed size.
-func (s *Sender) storeMsg(ctx context.Context, mailbox string, key *cmcrypto.PublicKey, raw, summary []byte, clientBy, madeBy string,
-	envFrom, envTo, folder string, flags []string, now time.Time) (id int64, size int64, err error) {
-	body, err := s.sealer.Encrypt(key, raw)
-	if err != nil {
-		return 0, 0, fmt.Errorf("encrypt: %w", err)
-	}
-	if len(body) > xmap.MaxMessageSize {
-		// The size rule's safety net: never store what a fetch cannot return.
-		return 0, 0, xmap.Errorf(xmap.CodeTooLarge, "the message encrypted for storage is %d bytes, over %d", len(body), xmap.MaxMessageSize)
-	}
-	summaryBy := clientBy
-	if len(summary) == 0 {
-		if summary, err = s.serverSummary(key, raw, envFrom, envTo); err != nil {
-			return 0, 0, err
-		}
-		summaryBy = madeBy
-	}
-	id, _, err = s.store.Deliver(ctx, mailbox, shard.NewMessage{
-		Folder:    folder,
-		Flags:     flags,
-		Received:  now,
-		Size:      int64(len(raw)),
-		Summary:   summary,
-		Body:      body,
-		SummaryBy: summaryBy,
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	s.stored(mailbox)
-	return id, int64(len(body)), nil
-}
-
 // storeSent stores the sender's copy of the body in Sent, seen.
-func (s *Sender) storeSent(ctx context.Context, user string, key *cmcrypto.PublicKey, sent shard.Folder, req *xmap.Send, now time.Time) (xmap.Message, error) {
-	id, size, err := s.storeMsg(ctx, user, key, req.Body, req.SentSummary, shard.SummaryByOwner, shard.SummaryByServer, user, "", sent.Name, []string{string(xmap.FlagSeen)}, now)
+func (s *Sender) storeSent(ctx context.Context, user string, sent shard.Folder, req *xmap.Send, now time.Time) (xmap.Message, error) {
+	st, err := s.deliver.Deliver(ctx, &deliver.Message{
+		Mailbox:  user,
+		Folder:   sent.Name,
+		Flags:    []string{string(xmap.FlagSeen)},
+		Received: now,
+		Body:     req.Body,
+		Summary:  req.SentSummary,
+		Source:   deliver.SentCopy,
+		EnvFrom:  user,
+		Checked:  true,
+	})
 	if err != nil {
 		return xmap.Message{}, err
 	}
-	by := xmap.SummaryByOwner
-	if len(req.SentSummary) == 0 {
-		by = xmap.SummaryByServer
-	}
 	return xmap.Message{
-		SummaryBy: by,
-		ID:        strconv.FormatInt(id, 10),
+		SummaryBy: xmap.SummaryOrigin(st.SummaryBy),
+		ID:        strconv.FormatInt(st.ID, 10),
 		FolderID:  strconv.FormatInt(sent.ID, 10),
 		Flags:     []xmap.Flag{xmap.FlagSeen},
-		Size:      size,
+		Size:      st.Size,
 		Received:  now,
 	}, nil
 }
 
-// serverSummary writes the summary the server can know: the message's outer
-// headers, completed from the envelope.
-func (s *Sender) serverSummary(key *cmcrypto.PublicKey, raw []byte, envFrom, envTo string) ([]byte, error) {
-	sm := cmcrypto.ExtractSummary(raw)
-	if sm.From == "" {
-		sm.From = envFrom
-	}
-	if len(sm.To) == 0 && len(sm.Cc) == 0 && envTo != "" {
-		sm.To = []string{envTo}
-	}
-	js, err := cmcrypto.MarshalSummary(sm)
-	if err != nil {
-		return nil, fmt.Errorf("summary: %w", err)
-	}
-	out, err := s.sealer.Encrypt(key, js)
-	clear(js)
-	if err != nil {
-		return nil, fmt.Errorf("encrypt summary: %w", err)
-	}
-	return out, nil
-}
-
-func (s *Sender) stored(user string) {
-	if s.cfg.OnStored != nil {
-		s.cfg.OnStored(user)
-	}
-}
-
-// storeError maps a failure to store a copy for addr to what the client sees.
+// storeError maps a failure of the delivery path for addr (own: the
+// sending user's own mailbox) to what the client sees: the one place send's
+// XMAP codes come from.
 func storeError(err error, addr string, own bool) error {
-	if errors.Is(err, shard.ErrNoSpace) {
-		if own {
-			return xmap.Errorf(xmap.CodeOverQuota, "your mailbox is full")
-		}
+	switch {
+	case errors.Is(err, deliver.ErrUnknownUser) && own:
+		return xmap.Errorf(xmap.CodeDenied, "account no longer exists")
+	case errors.Is(err, deliver.ErrUnknownUser):
+		return xmap.Errorf(xmap.CodeInvalidRecipient, "%s: no such local recipient", addr)
+	case errors.Is(err, deliver.ErrKeyUnusable) && own:
+		return xmap.Errorf(xmap.CodeDenied, "your public key cannot be encrypted to, so the Sent copy cannot be stored")
+	case errors.Is(err, deliver.ErrKeyUnusable):
+		return xmap.Errorf(xmap.CodeInvalidRecipient, "%s: the recipient's key cannot be encrypted to", addr)
+	case errors.Is(err, deliver.ErrTooLarge):
+		return xmap.Errorf(xmap.CodeTooLarge, "the message encrypted for storage is over %d bytes", xmap.MaxMessageSize)
+	case (errors.Is(err, deliver.ErrNoSpace) || errors.Is(err, deliver.ErrOverQuota)) && own:
+		return xmap.Errorf(xmap.CodeOverQuota, "your mailbox is full")
+	case errors.Is(err, deliver.ErrNoSpace), errors.Is(err, deliver.ErrOverQuota):
 		return xmap.Errorf(xmap.CodeOverQuota, "mailbox of %s is full", addr)
+	case errors.Is(err, deliver.ErrBusy):
+		return xmap.Errorf(xmap.CodeRateLimited, "storage busy; retry later")
 	}
 	var xe *xmap.Error
 	if errors.As(err, &xe) {
 		return err
 	}
 	return fmt.Errorf("outbound: store for %s: %w", addr, err)
-}
-
-// withTrace returns the trace fields a local delivery gets, like mail
-// arriving over LMTP, followed by body, in the body's own line ending.
-func withTrace(from string, l *localRcpt, hostname string, now time.Time, body []byte) []byte {
-	eol := "\r\n"
-	if i := bytes.IndexByte(body, '\n'); i >= 0 && (i == 0 || body[i-1] != '\r') {
-		eol = "\n"
-	}
-	var b bytes.Buffer
-	b.Grow(256 + len(body))
-	fmt.Fprintf(&b, "Return-Path: <%s>%s", from, eol)
-	fmt.Fprintf(&b, "Delivered-To: %s%s", l.mailbox, eol)
-	fmt.Fprintf(&b, "Received: by %s with XMAP%s\tfor <%s>; %s%s", hostname, eol, l.address, now.Format(time.RFC1123Z), eol)
-	b.Write(body)
-	return b.Bytes()
 }
 
 func clip(s string) string {

@@ -11,8 +11,7 @@ import (
 	"sync"
 	"time"
 
-	cmcrypto "cryptomail/crypto"
-	"cryptomail/shard"
+	"cryptomail/server/deliver"
 )
 
 // maxIdle bounds how long Run sleeps without looking at the queue, so a
@@ -258,25 +257,6 @@ func hasStatus(e *entry, status string) bool {
 // the sender's INBOX, encrypted to the sender's key.
 func (s *Sender) bounce(ctx context.Context, e *entry) error {
 	now := s.cfg.Now()
-	armored, err := s.store.PublicKey(ctx, e.sender)
-	if errors.Is(err, shard.ErrNotFound) {
-		s.log.Warn("outbound: sender has no account any more; bounce dropped", "queue_id", e.id, "sender", e.sender)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	key, err := cmcrypto.ParsePublicKey(armored, now)
-	if err != nil {
-		// Retrying cannot help until the key is replaced; give it the
-		// queue lifetime once more, then drop the notice rather than
-		// keep the message (and its body) for ever.
-		if now.After(e.created.Add(2 * s.cfg.QueueLifetime)) {
-			s.log.Error("outbound: sender's key unusable; bounce dropped", "queue_id", e.id, "sender", e.sender, "err", err)
-			return nil
-		}
-		return fmt.Errorf("sender's public key unusable: %w", err)
-	}
 	in := dsnInput{
 		Hostname:  s.cfg.Hostname,
 		Sender:    e.sender,
@@ -303,20 +283,28 @@ func (s *Sender) bounce(ctx context.Context, e *entry) error {
 	if err := writeDSN(&raw, in); err != nil {
 		return fmt.Errorf("write bounce: %w", err)
 	}
-	body, summary, err := s.sealer.Seal(key, raw.Bytes())
-	if err != nil {
+	_, err := s.deliver.Deliver(ctx, &deliver.Message{
+		Mailbox:  e.sender,
+		Received: now,
+		Body:     raw.Bytes(),
+		Source:   deliver.FromOutside,
+	})
+	switch {
+	case errors.Is(err, deliver.ErrUnknownUser):
+		s.log.Warn("outbound: sender has no active account any more; bounce dropped", "queue_id", e.id, "sender", e.sender)
+		return nil
+	case errors.Is(err, deliver.ErrKeyUnusable):
+		// Retrying cannot help until the key is replaced; give it the
+		// queue lifetime once more, then drop the notice rather than
+		// keep the message (and its body) for ever.
+		if now.After(e.created.Add(2 * s.cfg.QueueLifetime)) {
+			s.log.Error("outbound: sender's key unusable; bounce dropped", "queue_id", e.id, "sender", e.sender, "err", err)
+			return nil
+		}
+		return err
+	case err != nil:
 		return err
 	}
-	if _, _, err := s.store.Deliver(ctx, e.sender, shard.NewMessage{
-		Received:  now,
-		Size:      int64(raw.Len()),
-		Summary:   summary,
-		Body:      body,
-		SummaryBy: shard.SummaryByServer,
-	}); err != nil {
-		return err
-	}
-	s.stored(e.sender)
 	s.log.Info("outbound: bounce stored", "queue_id", e.id, "sender", e.sender, "recipients", len(in.Recipients))
 	return nil
 }
