@@ -6,6 +6,9 @@
 # the fix.
 #
 #   FUZZTIME=30s            time per target (go test -fuzztime)
+#   FUZZMINIMIZETIME=100x   how long go test may minimize a new input (-fuzzminimizetime). Its
+#                           default (60s) outlasts a short FUZZTIME: the run then stalls while a
+#                           large input is minimized and ends "context deadline exceeded".
 #   FUZZ_PKGS=./...         packages to search (e.g. ./crypto/... ./lmtp)
 #   FUZZ_MATCH=.            only targets whose name matches this extended regexp
 set -euo pipefail
@@ -14,6 +17,7 @@ cd "$(dirname "$0")/.."
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-30s}
 FUZZ_MATCH=${FUZZ_MATCH:-.}
+FUZZMINIMIZETIME=${FUZZMINIMIZETIME:-100x}
 read -r -a pkg_args <<<"${FUZZ_PKGS:-./...}"
 
 if ! [[ $FUZZTIME =~ ^[0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h|x)$ ]]; then
@@ -57,7 +61,7 @@ for t in "${targets[@]}"; do
 	read -r ip dir name <<<"$t"
 	echo "=== $ip $name"
 	touch "$stamp"
-	if ! $GO test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$ip"; then
+	if ! $GO test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINIMIZETIME" "$ip"; then
 		failed+=("$ip $name")
 		# go test names the file too; list it again so the summary has it.
 		if [[ -d $dir/testdata/fuzz/$name ]]; then
