@@ -15,7 +15,6 @@ import (
 	"cryptomail/client"
 	"cryptomail/internal/testenv"
 	"cryptomail/server"
-	"cryptomail/server/accounts"
 	"cryptomail/xmap"
 	"cryptomail/xmap/sexmap"
 )
@@ -39,7 +38,7 @@ func realServer(b *testing.B) *server.Server {
 func signedUp(b *testing.B, s *server.Server, addr string, kdf sexmap.KDFParams) (*client.Client, []byte) {
 	b.Helper()
 	ctx := context.Background()
-	code, err := accounts.CreateInvite(ctx, s.Store(), rand.Reader, addr, time.Now().Add(time.Hour))
+	code, err := server.CreateInvite(ctx, s.Store(), rand.Reader, addr, time.Now().Add(time.Hour))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -509,8 +509,8 @@ note "benchctl keyring -n S -addr '%duser@$DOMAIN' -out users.asc; cryptomail in
 micro=""
 if [[ ${MICRO:-0} == 1 ]]; then
 	log "micro-benchmarks"
-	micro=$($GO test -run '^$' -bench . -benchmem ./crypto/ ./shard/ ./lmtp/ ./server/ ./server/mailback/ 2>&1 | grep -E '^(Benchmark|ok|FAIL|goos|cpu)' || true)
-	note "go test -run '^\$' -bench . -benchmem ./crypto/ ./shard/ ./lmtp/ ./server/ ./server/mailback/"
+	micro=$($GO test -run '^$' -bench . -benchmem ./crypto/ ./shard/ ./lmtp/ ./server/ ./server/internal/mailback/ 2>&1 | grep -E '^(Benchmark|ok|FAIL|goos|cpu)' || true)
+	note "go test -run '^\$' -bench . -benchmem ./crypto/ ./shard/ ./lmtp/ ./server/ ./server/internal/mailback/"
 fi
 
 total_s=$(secs_since "$t_start")

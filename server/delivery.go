@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"cryptomail/lmtp"
-	"cryptomail/server/deliver"
+	"cryptomail/server/internal/deliver"
 	"cryptomail/shard"
 )
 

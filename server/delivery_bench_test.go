@@ -10,7 +10,7 @@ import (
 
 	cmcrypto "cryptomail/crypto"
 	"cryptomail/lmtp"
-	"cryptomail/server/deliver"
+	"cryptomail/server/internal/deliver"
 	"cryptomail/shard"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"cryptomail/lmtp"
-	"cryptomail/server/deliver"
+	"cryptomail/server/internal/deliver"
 )
 
 // TestLMTPError: each class of the delivery path maps to the listener's

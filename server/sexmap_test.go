@@ -16,7 +16,7 @@ import (
 	"time"
 
 	cmcrypto "cryptomail/crypto"
-	"cryptomail/server/accounts"
+	"cryptomail/server/internal/accounts"
 	"cryptomail/xmap"
 	"cryptomail/xmap/sexmap"
 	"cryptomail/xmap/xmapserver/xmaptest"

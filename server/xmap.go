@@ -11,10 +11,10 @@ import (
 	"path/filepath"
 	"time"
 
-	"cryptomail/server/accounts"
-	"cryptomail/server/deliver"
-	"cryptomail/server/mailback"
-	"cryptomail/server/outbound"
+	"cryptomail/server/internal/accounts"
+	"cryptomail/server/internal/deliver"
+	"cryptomail/server/internal/mailback"
+	"cryptomail/server/internal/outbound"
 	"cryptomail/shard"
 	"cryptomail/xmap/sexmap"
 	"cryptomail/xmap/xmapserver"
@@ -23,24 +23,17 @@ import (
 // xmapBackend is the storage-backed XMAP backend: accounts, mail and
 // sending are separate packages, each implementing its own part.
 type xmapBackend struct {
-	*accountPart
-	*mailPart
-	*sendPart
+	*accounts.Backend
+	*mailback.Mailboxes
+	*outbound.Sender
 }
-
-// Aliases name the embedded fields (two of the types are called Backend).
-type (
-	accountPart = accounts.Backend
-	mailPart    = mailback.Backend
-	sendPart    = outbound.Sender
-)
 
 var _ xmapserver.Backend = (*xmapBackend)(nil)
 
 // mailAccess is everything behind the /sexmap endpoint.
 type mailAccess struct {
 	sexmap *sexmap.Server
-	mail   *mailback.Backend
+	mail   *mailback.Mailboxes
 	// deliver is the one delivery path: LMTP and SMTP, send, bounces and
 	// append all store through it.
 	deliver *deliver.Deliverer

@@ -248,7 +248,7 @@ func testTwoUsers(t *testing.T, h *harness) {
 	}
 	// memback's ids are global, so alice's id is not bob's. Shard ids are
 	// per user (the same number may name one of bob's own messages); the
-	// storage isolation test in server/mailback covers that case.
+	// storage isolation test in server/internal/mailback covers that case.
 	if h.srv != nil {
 		if e := h.fail(1, bob, "bob pass", "", "read", sentID); !strings.Contains(e, "not-found") {
 			t.Errorf("bob reading alice's message: %q", e)

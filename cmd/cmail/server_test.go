@@ -20,7 +20,6 @@ import (
 
 	"cryptomail/internal/testenv"
 	"cryptomail/server"
-	"cryptomail/server/accounts"
 	"cryptomail/shard"
 )
 
@@ -75,7 +74,7 @@ starttls = "off"
 		dataDir: dir,
 		real:    srv,
 		invite: func(ctx context.Context, address string) (string, error) {
-			return accounts.CreateInvite(ctx, srv.Store(), rand.Reader, address, time.Now().Add(time.Hour))
+			return server.CreateInvite(ctx, srv.Store(), rand.Reader, address, time.Now().Add(time.Hour))
 		},
 		// Mail arrives the way it does in production: over LMTP, encrypted by
 		// the server to the recipient's key.

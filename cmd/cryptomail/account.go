@@ -9,7 +9,7 @@ import (
 	"io/fs"
 	"time"
 
-	"cryptomail/server/accounts"
+	"cryptomail/server"
 	"cryptomail/shard"
 	"cryptomail/xmap/sexmap"
 )
@@ -46,7 +46,7 @@ func cmdUserInvite(args []string, stdout, stderr io.Writer) error {
 	}
 	defer st.Close()
 	expires := time.Now().Add(*ttl).Truncate(time.Second)
-	code, err := accounts.CreateInvite(ctx, st, rand.Reader, addr, expires)
+	code, err := server.CreateInvite(ctx, st, rand.Reader, addr, expires)
 	if errors.Is(err, shard.ErrExists) {
 		return fmt.Errorf("%s has signed up already", addr)
 	}
@@ -73,7 +73,7 @@ func cmdServerKey(args []string, stdout, stderr io.Writer) error {
 	// Never created here: a key printed from a wrong config would be
 	// published and pinned for a server that does not exist. serve and init
 	// create it.
-	key, err := sexmap.LoadServerKey(accounts.ServerKeyPath(cfg.Server.DataDir))
+	key, err := sexmap.LoadServerKey(server.ServerKeyPath(cfg.Server.DataDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return noServerError(cfg, fmt.Errorf("no server key: %w", err))
 	}

@@ -3,18 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
-	cmcrypto "cryptomail/crypto"
+	"cryptomail/client"
 	"cryptomail/server"
-	"cryptomail/server/accounts"
 	"cryptomail/xmap"
 	"cryptomail/xmap/sexmap"
 )
@@ -71,8 +69,8 @@ func TestCLIUserInvite(t *testing.T) {
 	}
 }
 
-// TestCLIInviteSignup signs up with a code printed by the CLI, through the
-// accounts backend the server uses.
+// TestCLIInviteSignup signs up with a code printed by the CLI, through a real
+// server (the invite's expiry is tested with the accounts package).
 func TestCLIInviteSignup(t *testing.T) {
 	cfgPath := writeConfig(t, "127.0.0.1:0")
 	r := runCLI("user", "invite", "-config", cfgPath, "--expires", "1h", "erin@example.test")
@@ -96,33 +94,24 @@ func TestCLIInviteSignup(t *testing.T) {
 		t.Error("meta.db holds the invite code")
 	}
 
+	// Sign up through a real server with the client, as a user would.
 	ctx := context.Background()
-	st, err := server.OpenStore(ctx, cfg, adminLogger(os.Stderr))
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	srv, err := server.New(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	var skew time.Duration
-	acc, err := accounts.New(accounts.Config{
-		Store:            st,
-		CanonicalAddress: cfg.ServedAddress,
-		FakeSalt:         func(string) []byte { return make([]byte, sexmap.SaltSize) },
-		Now:              func() time.Time { return time.Now().Add(skew) },
-	})
+	srv.Start()
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	c, err := client.New(client.Options{Server: "http://" + srv.Addr("http"), KDFParams: sexmap.MinKDFParams})
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := signupRequest(t, invite, "erin@example.test")
-
-	skew = 2 * time.Hour
-	if err := acc.Signup(ctx, req); !errors.Is(err, xmap.ErrExpired) {
-		t.Fatalf("signup with an expired invite: %v, want expired", err)
-	}
-	skew = 0
-	if err := acc.Signup(ctx, req); err != nil {
+	params := client.SignupParams{Invite: invite, Address: "erin@example.test", Passphrase: []byte("erin's passphrase")}
+	if _, err := c.Signup(ctx, params); err != nil {
 		t.Fatalf("signup: %v", err)
 	}
-	if err := acc.Signup(ctx, req); !errors.Is(err, xmap.ErrInvalidInvite) {
+	if _, err := c.Signup(ctx, params); !errors.Is(err, xmap.ErrInvalidInvite) {
 		t.Fatalf("second signup with one invite: %v, want invalid-invite", err)
 	}
 	if r := runCLI("user", "invite", "-config", cfgPath, "erin@example.test"); r.code != 1 || !strings.Contains(r.stderr, "signed up already") {
@@ -130,35 +119,6 @@ func TestCLIInviteSignup(t *testing.T) {
 	}
 	if r := runCLI("user", "list", "-config", cfgPath); !strings.Contains(r.stdout, "erin@example.test") {
 		t.Errorf("user list after signup: %q", r.stdout)
-	}
-}
-
-func signupRequest(t *testing.T, invite, address string) *xmap.Signup {
-	t.Helper()
-	ent, err := cmcrypto.GenerateKey("Erin", address, nil, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pub bytes.Buffer
-	if err := ent.Serialize(&pub); err != nil {
-		t.Fatal(err)
-	}
-	var priv [32]byte
-	salt := make([]byte, sexmap.SaltSize)
-	if _, err := rand.Read(priv[:]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rand.Read(salt); err != nil {
-		t.Fatal(err)
-	}
-	p := sexmap.MinKDFParams
-	return &xmap.Signup{
-		Invite:    invite,
-		Address:   address,
-		PublicKey: pub.Bytes(),
-		LoginKey:  sexmap.LoginPublicKey(priv),
-		KDF:       xmap.KDF{Alg: xmap.KDFArgon2id, Salt: salt, Time: p.Time, Memory: p.MemoryKiB, Threads: p.Threads},
-		SealedKey: []byte("sealed private key"),
 	}
 }
 
@@ -179,7 +139,7 @@ func TestCLIServerKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := accounts.ServerKeyPath(cfg.Server.DataDir)
+	path := server.ServerKeyPath(cfg.Server.DataDir)
 	fi, err := os.Stat(path)
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file %s: %v, mode %v", path, err, fi)

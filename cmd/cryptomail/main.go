@@ -31,7 +31,6 @@ import (
 
 	"cryptomail"
 	"cryptomail/server"
-	"cryptomail/server/accounts"
 	"cryptomail/shard"
 	"cryptomail/xmap/sexmap"
 )
@@ -311,7 +310,7 @@ func cmdInit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	keyPath := accounts.ServerKeyPath(cfg.Server.DataDir)
+	keyPath := server.ServerKeyPath(cfg.Server.DataDir)
 	fresh := false
 	for _, p := range []string{filepath.Join(cfg.Server.DataDir, shard.MetaFile), keyPath} {
 		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {

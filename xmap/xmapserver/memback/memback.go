@@ -780,7 +780,7 @@ func (b *Backend) Send(ctx context.Context, user string, req *xmap.Send) (*xmap.
 	if err != nil {
 		return nil, err
 	}
-	// What the real server (server/outbound) requires of what it stores and relays: a
+	// What the real server (server/internal/outbound) requires of what it stores and relays: a
 	// PGP/MIME body around a real OpenPGP message, and OpenPGP summaries.
 	if cmcrypto.CheckPGPMIME(req.Body) != nil {
 		return nil, xmap.Errorf(xmap.CodeBadRequest, "body is not a PGP/MIME encrypted message (multipart/encrypted around an OpenPGP message)")

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"cryptomail/server/deliver"
+	"cryptomail/server/internal/deliver"
 )
 
 // STARTTLS modes for Config.StartTLS.

@@ -19,7 +19,7 @@ import (
 	"strconv"
 	"time"
 
-	"cryptomail/server/deliver"
+	"cryptomail/server/internal/deliver"
 	"cryptomail/shard"
 	"cryptomail/xmap"
 	"cryptomail/xmap/xmapserver"
@@ -28,11 +28,11 @@ import (
 // DefaultMaxFolders is Options.MaxFolders' default, the reference backend's.
 const DefaultMaxFolders = 1000
 
-// Options configure a Backend. The zero value works.
+// Options configure Mailboxes. The zero value works.
 type Options struct {
-	// Notifier is woken by every write the Backend makes and wakes its
+	// Notifier is woken by every write the Mailboxes makes and wakes its
 	// waits; give the same one to everything else that stores mail for
-	// users. nil: the Backend makes its own (see Backend.Notifier).
+	// users. nil: the Mailboxes makes its own (see Mailboxes.Notifier).
 	Notifier *Notifier
 	// Deliverer is the delivery path append stores through; its quota
 	// hook bounds copy and put-contact too, so quotas live in one place.
@@ -52,10 +52,10 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Backend implements xmapserver.FolderBackend, ContactBackend, SyncBackend
+// Mailboxes implements xmapserver.FolderBackend, ContactBackend, SyncBackend
 // and every MessageBackend method but Send, on a shard.Store. Its methods
 // are safe for concurrent use.
-type Backend struct {
+type Mailboxes struct {
 	store   *shard.Store
 	opts    Options
 	notify  *Notifier
@@ -63,13 +63,13 @@ type Backend struct {
 }
 
 var (
-	_ xmapserver.FolderBackend  = (*Backend)(nil)
-	_ xmapserver.ContactBackend = (*Backend)(nil)
-	_ xmapserver.SyncBackend    = (*Backend)(nil)
+	_ xmapserver.FolderBackend  = (*Mailboxes)(nil)
+	_ xmapserver.ContactBackend = (*Mailboxes)(nil)
+	_ xmapserver.SyncBackend    = (*Mailboxes)(nil)
 )
 
-// New returns a Backend on store.
-func New(store *shard.Store, opts Options) *Backend {
+// New returns a Mailboxes on store.
+func New(store *shard.Store, opts Options) *Mailboxes {
 	if opts.Notifier == nil {
 		opts.Notifier = new(Notifier)
 	}
@@ -90,12 +90,12 @@ func New(store *shard.Store, opts Options) *Backend {
 		}
 		dl = deliver.New(store, deliver.Options{Quota: quota, Notify: opts.Notifier.Notify, Now: opts.Now})
 	}
-	return &Backend{store: store, opts: opts, notify: opts.Notifier, deliver: dl}
+	return &Mailboxes{store: store, opts: opts, notify: opts.Notifier, deliver: dl}
 }
 
-// Notifier returns the Notifier the Backend waits on: the delivery path
+// Notifier returns the Notifier the Mailboxes waits on: the delivery path
 // and the sender call its Notify(user) after storing mail for user.
-func (b *Backend) Notifier() *Notifier { return b.notify }
+func (b *Mailboxes) Notifier() *Notifier { return b.notify }
 
 // parseID reads an XMAP id of this backend: a decimal number in canonical
 // form (no sign, no leading zero), so each object has exactly one id
@@ -138,7 +138,7 @@ func folderRef(ref xmap.FolderRef) (shard.FolderRef, error) {
 // fail maps a storage error to what the client may see. Errors that are
 // the server's own (I/O, corruption, bugs) come back as they are: the
 // server reports them as internal, with no text, and logs them.
-func (b *Backend) fail(ctx context.Context, op string, err error) error {
+func (b *Mailboxes) fail(ctx context.Context, op string, err error) error {
 	var ide *shard.IDError
 	switch {
 	case err == nil:
@@ -178,7 +178,7 @@ func (b *Backend) fail(ctx context.Context, op string, err error) error {
 }
 
 // done notifies the user's waits after a successful write.
-func (b *Backend) done(ctx context.Context, user, op string, err error) error {
+func (b *Mailboxes) done(ctx context.Context, user, op string, err error) error {
 	if err != nil {
 		return b.fail(ctx, op, err)
 	}
@@ -200,7 +200,7 @@ func roleRank(r xmap.Role) int {
 }
 
 // ListFolders implements xmapserver.FolderBackend.
-func (b *Backend) ListFolders(ctx context.Context, user string) ([]xmap.Folder, error) {
+func (b *Mailboxes) ListFolders(ctx context.Context, user string) ([]xmap.Folder, error) {
 	fs, err := b.store.Folders(ctx, user)
 	if err != nil {
 		return nil, b.fail(ctx, "list folders", err)
@@ -226,7 +226,7 @@ func nameTaken(name string) error {
 }
 
 // CreateFolder implements xmapserver.FolderBackend.
-func (b *Backend) CreateFolder(ctx context.Context, user string, req *xmap.CreateFolder) (xmap.Folder, error) {
+func (b *Mailboxes) CreateFolder(ctx context.Context, user string, req *xmap.CreateFolder) (xmap.Folder, error) {
 	f, err := b.store.CreateFolder(ctx, user, req.FolderName, b.opts.MaxFolders)
 	switch {
 	case errors.Is(err, shard.ErrFolderExists):
@@ -241,7 +241,7 @@ func (b *Backend) CreateFolder(ctx context.Context, user string, req *xmap.Creat
 }
 
 // RenameFolder implements xmapserver.FolderBackend.
-func (b *Backend) RenameFolder(ctx context.Context, user string, req *xmap.RenameFolder) (xmap.Folder, error) {
+func (b *Mailboxes) RenameFolder(ctx context.Context, user string, req *xmap.RenameFolder) (xmap.Folder, error) {
 	ref, err := folderRef(req.Folder)
 	if err != nil {
 		return xmap.Folder{}, err
@@ -260,7 +260,7 @@ func (b *Backend) RenameFolder(ctx context.Context, user string, req *xmap.Renam
 }
 
 // DeleteFolder implements xmapserver.FolderBackend.
-func (b *Backend) DeleteFolder(ctx context.Context, user string, req *xmap.DeleteFolder) error {
+func (b *Mailboxes) DeleteFolder(ctx context.Context, user string, req *xmap.DeleteFolder) error {
 	ref, err := folderRef(req.Folder)
 	if err != nil {
 		return err
@@ -306,7 +306,7 @@ func message(m *shard.MessageInfo) xmap.Message {
 }
 
 // ListMessages implements xmapserver.MessageBackend.
-func (b *Backend) ListMessages(ctx context.Context, user string, req *xmap.ListMessages, w *xmapserver.MessageWriter) error {
+func (b *Mailboxes) ListMessages(ctx context.Context, user string, req *xmap.ListMessages, w *xmapserver.MessageWriter) error {
 	ref, err := folderRef(req.Folder)
 	if err != nil {
 		return err
@@ -329,7 +329,7 @@ func (b *Backend) ListMessages(ctx context.Context, user string, req *xmap.ListM
 // Fetch implements xmapserver.MessageBackend. It weighs each message by the
 // stored sizes of the parts asked for before loading them, and defers what
 // would not fit in the response.
-func (b *Backend) Fetch(ctx context.Context, user string, req *xmap.Fetch, w *xmapserver.FetchWriter) error {
+func (b *Mailboxes) Fetch(ctx context.Context, user string, req *xmap.Fetch, w *xmapserver.FetchWriter) error {
 	ids := make([]int64, 0, len(req.IDs))
 	for _, s := range req.IDs {
 		// Ids that are no message of this backend are left out, so the
@@ -361,7 +361,7 @@ func (b *Backend) Fetch(ctx context.Context, user string, req *xmap.Fetch, w *xm
 }
 
 // UpdateFlags implements xmapserver.MessageBackend.
-func (b *Backend) UpdateFlags(ctx context.Context, user string, req *xmap.UpdateFlags) error {
+func (b *Mailboxes) UpdateFlags(ctx context.Context, user string, req *xmap.UpdateFlags) error {
 	ids, err := parseIDs(req.IDs)
 	if err != nil {
 		return err
@@ -381,7 +381,7 @@ func (b *Backend) UpdateFlags(ctx context.Context, user string, req *xmap.Update
 }
 
 // Move implements xmapserver.MessageBackend.
-func (b *Backend) Move(ctx context.Context, user string, req *xmap.Move) error {
+func (b *Mailboxes) Move(ctx context.Context, user string, req *xmap.Move) error {
 	ref, err := folderRef(req.Folder)
 	if err != nil {
 		return err
@@ -394,7 +394,7 @@ func (b *Backend) Move(ctx context.Context, user string, req *xmap.Move) error {
 }
 
 // Copy implements xmapserver.MessageBackend.
-func (b *Backend) Copy(ctx context.Context, user string, req *xmap.Copy) ([]xmap.Copied, error) {
+func (b *Mailboxes) Copy(ctx context.Context, user string, req *xmap.Copy) ([]xmap.Copied, error) {
 	ref, err := folderRef(req.Folder)
 	if err != nil {
 		return nil, err
@@ -419,7 +419,7 @@ func (b *Backend) Copy(ctx context.Context, user string, req *xmap.Copy) ([]xmap
 }
 
 // Delete implements xmapserver.MessageBackend.
-func (b *Backend) Delete(ctx context.Context, user string, req *xmap.Delete) error {
+func (b *Mailboxes) Delete(ctx context.Context, user string, req *xmap.Delete) error {
 	ids, err := parseIDs(req.IDs)
 	if err != nil {
 		return err
@@ -428,7 +428,7 @@ func (b *Backend) Delete(ctx context.Context, user string, req *xmap.Delete) err
 }
 
 // Expunge implements xmapserver.MessageBackend.
-func (b *Backend) Expunge(ctx context.Context, user string, req *xmap.Expunge) (int, error) {
+func (b *Mailboxes) Expunge(ctx context.Context, user string, req *xmap.Expunge) (int, error) {
 	ref, err := folderRef(req.Folder)
 	if err != nil {
 		return 0, err
@@ -441,7 +441,7 @@ func (b *Backend) Expunge(ctx context.Context, user string, req *xmap.Expunge) (
 }
 
 // Append implements xmapserver.MessageBackend.
-func (b *Backend) Append(ctx context.Context, user string, req *xmap.Append) (xmap.Message, error) {
+func (b *Mailboxes) Append(ctx context.Context, user string, req *xmap.Append) (xmap.Message, error) {
 	ref, err := folderRef(req.Folder)
 	if err != nil {
 		return xmap.Message{}, err
@@ -462,7 +462,7 @@ func (b *Backend) Append(ctx context.Context, user string, req *xmap.Append) (xm
 }
 
 // ListContacts implements xmapserver.ContactBackend.
-func (b *Backend) ListContacts(ctx context.Context, user string, req *xmap.ListContacts, w *xmapserver.ContactWriter) error {
+func (b *Mailboxes) ListContacts(ctx context.Context, user string, req *xmap.ListContacts, w *xmapserver.ContactWriter) error {
 	page, err := b.store.ListContacts(ctx, user, req.Limit, req.Cursor, func(c shard.Contact) error {
 		return w.WriteContact(&xmap.Contact{ID: fmtID(c.ID), Data: c.Data})
 	})
@@ -477,7 +477,7 @@ func (b *Backend) ListContacts(ctx context.Context, user string, req *xmap.ListC
 var errNoContact = xmap.Errorf(xmap.CodeNotFound, "no such contact")
 
 // PutContact implements xmapserver.ContactBackend.
-func (b *Backend) PutContact(ctx context.Context, user string, req *xmap.PutContact) (string, error) {
+func (b *Mailboxes) PutContact(ctx context.Context, user string, req *xmap.PutContact) (string, error) {
 	var id int64
 	if req.Contact.ID != "" {
 		var ok bool
@@ -497,7 +497,7 @@ func (b *Backend) PutContact(ctx context.Context, user string, req *xmap.PutCont
 }
 
 // DeleteContact implements xmapserver.ContactBackend.
-func (b *Backend) DeleteContact(ctx context.Context, user string, req *xmap.DeleteContact) error {
+func (b *Mailboxes) DeleteContact(ctx context.Context, user string, req *xmap.DeleteContact) error {
 	id, ok := parseID(req.ID)
 	if !ok {
 		return errNoContact
@@ -514,7 +514,7 @@ var kinds = map[shard.Kind]xmap.Kind{
 // Changes implements xmapserver.SyncBackend. The state is the shard's
 // modseq; the shard stamps every changed object apart, so pages cut at
 // req.MaxChanges lose nothing (see package shard).
-func (b *Backend) Changes(ctx context.Context, user string, req *xmap.Changes) (*xmap.ChangesResult, error) {
+func (b *Mailboxes) Changes(ctx context.Context, user string, req *xmap.Changes) (*xmap.ChangesResult, error) {
 	since, err := strconv.ParseInt(req.Since, 10, 64)
 	if err != nil || strconv.FormatInt(since, 10) != req.Since {
 		return nil, xmap.ErrResyncRequired
@@ -538,7 +538,7 @@ func (b *Backend) Changes(ctx context.Context, user string, req *xmap.Changes) (
 	return res, nil
 }
 
-func (b *Backend) state(ctx context.Context, user string) (string, error) {
+func (b *Mailboxes) state(ctx context.Context, user string) (string, error) {
 	m, err := b.store.ModSeq(ctx, user)
 	if err != nil {
 		return "", b.fail(ctx, "state", err)
@@ -548,7 +548,7 @@ func (b *Backend) state(ctx context.Context, user string) (string, error) {
 
 // Wait implements xmapserver.SyncBackend: it returns as soon as the user's
 // state differs from since, woken by the Notifier, or when ctx is done.
-func (b *Backend) Wait(ctx context.Context, user string, since string) (string, error) {
+func (b *Mailboxes) Wait(ctx context.Context, user string, since string) (string, error) {
 	// The state is read even once ctx is done: a timeout of 0 is how a
 	// client reads it, and a read is short.
 	rctx := context.WithoutCancel(ctx)

@@ -17,7 +17,7 @@ import (
 	"github.com/flynn/noise"
 
 	cmcrypto "cryptomail/crypto"
-	"cryptomail/server/accounts"
+	"cryptomail/server/internal/accounts"
 	"cryptomail/shard"
 	"cryptomail/xmap"
 	"cryptomail/xmap/sexmap"

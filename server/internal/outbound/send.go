@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"cryptomail/server/deliver"
+	"cryptomail/server/internal/deliver"
 	"cryptomail/shard"
 	"cryptomail/xmap"
 )

@@ -7,7 +7,7 @@ import (
 
 // A Notifier wakes the Wait calls (XMAP wait, for push) of a user whose
 // mail changed. Whatever stores mail for a user — LMTP delivery, local
-// delivery of a send, the Backend's own writes — calls Notify after its
+// delivery of a send, the Mailboxes's own writes — calls Notify after its
 // write is committed. The zero value is ready to use; it is safe for
 // concurrent use.
 //

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"testing/iotest"
 
-	"cryptomail/server/accounts"
+	"cryptomail/server/internal/accounts"
 )
 
 var codeShape = regexp.MustCompile(`^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){6}$`)

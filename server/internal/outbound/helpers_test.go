@@ -23,7 +23,7 @@ import (
 
 	cmcrypto "cryptomail/crypto"
 	"cryptomail/internal/testenv"
-	"cryptomail/server/outbound"
+	"cryptomail/server/internal/outbound"
 	"cryptomail/shard"
 	"cryptomail/xmap"
 )

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"cryptomail/server/mailback"
+	"cryptomail/server/internal/mailback"
 	"cryptomail/shard"
 	"cryptomail/xmap"
 	"cryptomail/xmap/xmapserver"
@@ -26,7 +26,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // implement and these tests never call (a call would panic, and the server
 // would answer internal).
 type testBackend struct {
-	*mailback.Backend
+	*mailback.Mailboxes
 	xmapserver.AccountBackend
 	sender
 }
@@ -38,7 +38,7 @@ type sender interface {
 // fixture is mailback on a real store in a temporary directory.
 type fixture struct {
 	store *shard.Store
-	mb    *mailback.Backend
+	mb    *mailback.Mailboxes
 }
 
 func openStore(t testing.TB) *shard.Store {
@@ -59,7 +59,7 @@ func newFixture(t testing.TB, opts mailback.Options) *fixture {
 	return &fixture{store: s, mb: mailback.New(s, opts)}
 }
 
-func (f *fixture) Backend() xmapserver.Backend { return testBackend{Backend: f.mb} }
+func (f *fixture) Backend() xmapserver.Backend { return testBackend{Mailboxes: f.mb} }
 
 func (f *fixture) AddUser(ctx context.Context, address string) error {
 	_, err := f.store.CreateUser(ctx, address, []byte("key of "+address))
@@ -217,7 +217,7 @@ func TestWaitHook(t *testing.T) {
 	n := new(mailback.Notifier)
 	f := newFixture(t, mailback.Options{Notifier: n})
 	if f.mb.Notifier() != n {
-		t.Fatal("Backend.Notifier is not the one given")
+		t.Fatal("Mailboxes.Notifier is not the one given")
 	}
 	const a = "alice@example.org"
 	if err := f.AddUser(ctx, a); err != nil {

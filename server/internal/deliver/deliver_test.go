@@ -11,7 +11,7 @@ import (
 	"time"
 
 	cmcrypto "cryptomail/crypto"
-	"cryptomail/server/deliver"
+	"cryptomail/server/internal/deliver"
 	"cryptomail/shard"
 	"cryptomail/xmap"
 

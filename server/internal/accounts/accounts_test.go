@@ -14,7 +14,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 
 	cmcrypto "cryptomail/crypto"
-	"cryptomail/server/accounts"
+	"cryptomail/server/internal/accounts"
 	"cryptomail/shard"
 	"cryptomail/xmap"
 	"cryptomail/xmap/sexmap"

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"cryptomail/server/mailback"
+	"cryptomail/server/internal/mailback"
 	"cryptomail/shard"
 	"cryptomail/xmap"
 	"cryptomail/xmap/xmapserver"

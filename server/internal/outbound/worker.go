@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"cryptomail/server/deliver"
+	"cryptomail/server/internal/deliver"
 )
 
 // maxIdle bounds how long Run sleeps without looking at the queue, so a
