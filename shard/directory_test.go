@@ -1,0 +1,146 @@
+package shard_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"cryptomail/shard"
+	"cryptomail/shard/directorytest"
+)
+
+// clock is a settable clock for Options.Now.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Now()} }
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+const testTTL = time.Minute
+
+func withClock(c *clock) func(*shard.Options) {
+	return func(o *shard.Options) {
+		o.Now = c.now
+		o.ReservationTTL = testTTL
+	}
+}
+
+// TestSQLiteDirectory runs the Directory conformance suite on meta.db.
+func TestSQLiteDirectory(t *testing.T) {
+	directorytest.Run(t, func(t *testing.T) directorytest.Harness {
+		e := newEnv(t, 2)
+		c := newClock()
+		s := e.open(t, withClock(c))
+		return directorytest.Harness{
+			Dir:     s.Directory(),
+			Homes:   []string{s.HomeID(e.homes[0]), s.HomeID(e.homes[1])},
+			TTL:     testTTL,
+			Advance: c.advance,
+		}
+	})
+}
+
+// TestCreateAfterCrashedCreate: a creator that crashed after making the
+// shard file but before committing left a reservation and files; once the
+// reservation has expired, CreateUser takes it over, removes the files
+// (on whichever home) and creates the user.
+func TestCreateAfterCrashedCreate(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 2)
+	c := newClock()
+	s := e.open(t, withClock(c))
+	const a = "alice@example.org"
+	r, err := s.Directory().Reserve(ctx, a, []string{s.HomeID(e.homes[1])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := shard.ShardPath(e.homes[1], a)
+	if err := os.MkdirAll(filepath.Dir(left), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, suf := range []string{"", "-wal"} {
+		if err := os.WriteFile(left+suf, []byte("half made"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.CreateUser(ctx, a, []byte("key")); !errors.Is(err, shard.ErrExists) || !errors.Is(err, shard.ErrReserved) {
+		t.Fatalf("CreateUser while reserved: %v, want ErrExists and ErrReserved", err)
+	}
+	if _, err := s.User(ctx, a); !errors.Is(err, shard.ErrNotFound) {
+		t.Fatalf("User of a reserved address: %v", err)
+	}
+	c.advance(testTTL + time.Second)
+	u, err := s.CreateUser(ctx, a, []byte("key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.HomeID != s.HomeID(e.homes[0]) {
+		t.Fatalf("placed on %s, want the first home", u.HomeID)
+	}
+	if f := shardFiles(t, left); len(f) != 0 {
+		t.Fatalf("files of the crashed creator still there: %v", f)
+	}
+	if _, err := s.Directory().Commit(ctx, r); !errors.Is(err, shard.ErrLost) {
+		t.Fatalf("the crashed creator's Commit: %v, want ErrLost", err)
+	}
+	if _, _, err := s.Deliver(ctx, a, msg(1)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDeleteAfterCrashedDelete: a deleter that crashed after removing the
+// entry left the address reserved and the files; nobody can create the
+// address before the reservation expires, and then the files are removed
+// and the new user gets a fresh shard.
+func TestDeleteAfterCrashedDelete(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 1)
+	c := newClock()
+	s := e.open(t, withClock(c))
+	const a = "alice@example.org"
+	mustCreate(t, s, a)
+	if _, _, err := s.Deliver(ctx, a, msg(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Directory().Delete(ctx, a); err != nil { // then "crash"
+		t.Fatal(err)
+	}
+	// Delivery looks the recipient up first (server/delivery.go), and
+	// another process, with no handle open, cannot reach the shard at all.
+	if _, err := s.User(ctx, a); !errors.Is(err, shard.ErrNotFound) {
+		t.Fatalf("User after the entry's deletion: %v, want ErrNotFound", err)
+	}
+	other := e.open(t, withClock(c))
+	if _, _, err := other.Deliver(ctx, a, msg(2)); !errors.Is(err, shard.ErrNotFound) {
+		t.Fatalf("Deliver by another process after the entry's deletion: %v, want ErrNotFound", err)
+	}
+	if _, err := s.CreateUser(ctx, a, []byte("key")); !errors.Is(err, shard.ErrExists) {
+		t.Fatalf("CreateUser while the deleter holds the address: %v", err)
+	}
+	if err := s.DeleteUser(ctx, a); !errors.Is(err, shard.ErrNotFound) {
+		t.Fatalf("DeleteUser while the deleter holds the address: %v", err)
+	}
+	c.advance(testTTL + time.Second)
+	mustCreate(t, s, a)
+	n := 0
+	if err := s.Messages(ctx, a, func(shard.Message) error { n++; return nil }); err != nil || n != 0 {
+		t.Fatalf("the new user's shard holds %d messages (%v), want a fresh one", n, err)
+	}
+}
