@@ -163,7 +163,7 @@ func (s *Store) Signup(ctx context.Context, req SignupRequest) (created bool, er
 	}
 
 	if created {
-		r, err := s.reserve(ctx, req.Address)
+		r, err := s.reserve(ctx, req.Address, s.homeIDs())
 		if err != nil {
 			return false, fmt.Errorf("shard: signup: %w", err)
 		}

@@ -144,3 +144,29 @@ func TestDeleteAfterCrashedDelete(t *testing.T) {
 		t.Fatalf("the new user's shard holds %d messages (%v), want a fresh one", n, err)
 	}
 }
+
+// TestCreateUserOn: a named home instead of the least-loaded one.
+func TestCreateUserOn(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 2)
+	s := e.open(t)
+	second := s.HomeID(e.homes[1])
+	for _, a := range []string{"a@example.org", "b@example.org"} {
+		u, err := s.CreateUserOn(ctx, a, []byte("key"), second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.HomeID != second || u.Home != e.homes[1] {
+			t.Fatalf("%s on %s (%s), want %s", a, u.HomeID, u.Home, e.homes[1])
+		}
+		if _, _, err := s.Deliver(ctx, a, msg(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.CreateUserOn(ctx, "c@example.org", []byte("key"), "0123456789abcdef0123456789abcdef"); !errors.Is(err, shard.ErrHome) {
+		t.Fatalf("CreateUserOn an unknown home: %v, want ErrHome", err)
+	}
+	if _, err := s.CreateUserOn(ctx, "a@example.org", []byte("key"), second); !errors.Is(err, shard.ErrExists) {
+		t.Fatalf("CreateUserOn of an existing user: %v, want ErrExists", err)
+	}
+}

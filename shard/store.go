@@ -290,7 +290,26 @@ func (s *Store) CreateUser(ctx context.Context, address string, publicKey []byte
 	if err := checkKey(publicKey); err != nil {
 		return User{}, fmt.Errorf("shard: create user: %w", err)
 	}
-	r, err := s.reserve(ctx, address)
+	return s.createUser(ctx, address, publicKey, s.homeIDs())
+}
+
+// CreateUserOn is CreateUser on the configured home with id homeID instead
+// of the least-loaded one; another id is ErrHome.
+func (s *Store) CreateUserOn(ctx context.Context, address string, publicKey []byte, homeID string) (User, error) {
+	if err := checkAddress(address); err != nil {
+		return User{}, fmt.Errorf("shard: create user: %w", err)
+	}
+	if err := checkKey(publicKey); err != nil {
+		return User{}, fmt.Errorf("shard: create user: %w", err)
+	}
+	if s.dirOf[homeID] == "" {
+		return User{}, fmt.Errorf("shard: create user: %w: no configured home has id %q", ErrHome, homeID)
+	}
+	return s.createUser(ctx, address, publicKey, []string{homeID})
+}
+
+func (s *Store) createUser(ctx context.Context, address string, publicKey []byte, homes []string) (User, error) {
+	r, err := s.reserve(ctx, address, homes)
 	if err != nil {
 		return User{}, fmt.Errorf("shard: create user: %w", err)
 	}
@@ -315,10 +334,10 @@ func (s *Store) homeIDs() []string {
 	return ids
 }
 
-// reserve reserves address on the least-loaded configured home. An address
+// reserve reserves address on the least-loaded of homes (ids). An address
 // with an entry or a live reservation is ErrExists.
-func (s *Store) reserve(ctx context.Context, address string) (Reservation, error) {
-	r, err := s.dir.Reserve(ctx, address, s.homeIDs())
+func (s *Store) reserve(ctx context.Context, address string, homes []string) (Reservation, error) {
+	r, err := s.dir.Reserve(ctx, address, homes)
 	if errors.Is(err, ErrReserved) {
 		return Reservation{}, fmt.Errorf("%w: %w", ErrExists, err)
 	}
