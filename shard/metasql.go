@@ -142,15 +142,20 @@ func (d *sqlDir) Reserve(ctx context.Context, address string, homes []string) (R
 			return err
 		}
 		r.HomeID = home
-		_, err = tx.ExecContext(ctx, `INSERT INTO reservations (address, home_id, token, expires) VALUES (?, ?, ?, ?)
-			ON CONFLICT (address) DO UPDATE SET home_id = excluded.home_id, token = excluded.token, expires = excluded.expires`,
-			address, r.HomeID, token, r.Expires.UnixNano())
-		return err
+		return putReservation(ctx, tx, r)
 	})
 	if err != nil {
 		return Reservation{}, err
 	}
 	return r, nil
+}
+
+// putReservation stores r, replacing an expired reservation of its address.
+func putReservation(ctx context.Context, tx *sql.Tx, r Reservation) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO reservations (address, home_id, token, expires) VALUES (?, ?, ?, ?)
+		ON CONFLICT (address) DO UPDATE SET home_id = excluded.home_id, token = excluded.token, expires = excluded.expires`,
+		r.Address, r.HomeID, r.Token, r.Expires.UnixNano())
+	return err
 }
 
 // pickHome returns the home of ids with the fewest users and live
@@ -231,10 +236,7 @@ func (d *sqlDir) Delete(ctx context.Context, address string) (Reservation, error
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO reservations (address, home_id, token, expires) VALUES (?, ?, ?, ?)
-			ON CONFLICT (address) DO UPDATE SET home_id = excluded.home_id, token = excluded.token, expires = excluded.expires`,
-			address, r.HomeID, token, r.Expires.UnixNano())
-		return err
+		return putReservation(ctx, tx, r)
 	})
 	if err != nil {
 		return Reservation{}, err
