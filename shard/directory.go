@@ -34,6 +34,10 @@ type Directory interface {
 	// Homes lists every home the directory has taken in, ordered by id,
 	// with its number of users (entries, not reservations).
 	Homes(ctx context.Context) ([]HomeLoad, error)
+	// AddHome takes in the home id (32 lowercase hex digits, its HOME
+	// file), with no users; a home taken in already is no error. The
+	// Store adds each new home before placing anyone on it.
+	AddHome(ctx context.Context, id string) error
 
 	// Reserve reserves address for a new entry, atomically: it fails with
 	// ErrExists if the address has an entry and with ErrReserved if it has

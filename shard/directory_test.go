@@ -170,3 +170,40 @@ func TestCreateUserOn(t *testing.T) {
 		t.Fatalf("CreateUserOn of an existing user: %v, want ErrExists", err)
 	}
 }
+
+// TestOptionsDirectory: a Store on a Directory it did not open (as a
+// cluster's Store is on etcd) keeps no meta.db of its own, and shares its
+// users with every Store on that Directory.
+func TestOptionsDirectory(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 2)
+	owner := e.open(t)
+	otherData := filepath.Join(t.TempDir(), "data")
+	s, err := shard.Open(ctx, shard.Options{DataDir: otherData, Homes: e.homes, Logger: quiet, Directory: owner.Directory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const a = "alice@example.org"
+	if _, err := s.CreateUser(ctx, a, []byte("key")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := owner.Deliver(ctx, a, msg(1)); err != nil {
+		t.Fatalf("Deliver through the Directory's owner: %v", err)
+	}
+	if err := s.CheckMeta(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(otherData); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a Store on another Directory made its data dir: %v", err)
+	}
+	// Closing it left the Directory to its owner.
+	if _, err := owner.User(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.DeleteUser(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -13,9 +13,11 @@
 // (etcd) can do them. The SQLite Directory (sqlDir, metasql.go) is its own
 // file set: it owns every SQL statement on meta.db's users, reservations,
 // invites and device_tokens, and the Store reaches them only through the
-// interface. Homes are still brought in by Open on meta.db directly
-// (openHomes: reading HOME files and registering ids in one transaction).
-// Directory conformance tests: shard/directorytest.
+// interface; Options.Directory puts the Store on another engine's instead,
+// and then no meta.db is opened or created. Open brings the homes in through
+// the Directory too (Homes, AddHome). meta.db's migrations, and CheckHomes,
+// which reads meta.db without opening a Store, stay SQLite's. Directory
+// conformance tests: shard/directorytest.
 //
 // # Layout
 //
@@ -41,9 +43,11 @@
 // the configured directory of its user's home id, so a data dir restored to
 // another path, with Homes pointed at it, never reaches the original.
 //
-// Open (in one metabase write transaction, so processes opening at once
-// agree) requires the configuration and the metabase to agree, and
-// otherwise fails with ErrHome naming every disagreement (matchHomes):
+// Open requires the configuration and the metabase to agree (processes
+// opening at once agree without a lock: HOME files are read before the
+// Directory's homes, never replaced, and a new home is registered before
+// anyone is placed on it; see openHomes), and otherwise fails with ErrHome
+// naming every disagreement (matchHomes):
 //   - a configured home without a HOME file must be empty (hold no <hh>
 //     shard directory): it is a new home, and Open writes its HOME file (to a
 //     temporary name, fsync'ed, linked into place: never half written,

@@ -93,8 +93,11 @@ func (d *sqlDir) Users(ctx context.Context, fn func(Entry) error) error {
 	return classify(rows.Err())
 }
 
-func (d *sqlDir) Homes(ctx context.Context) ([]HomeLoad, error) {
-	rows, err := d.meta.r.QueryContext(ctx, `SELECT id, users FROM homes ORDER BY id`)
+func (d *sqlDir) Homes(ctx context.Context) ([]HomeLoad, error) { return sqlHomes(ctx, d.meta.r) }
+
+// sqlHomes reads the homes table.
+func sqlHomes(ctx context.Context, q querier) ([]HomeLoad, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, users FROM homes ORDER BY id`)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -108,6 +111,16 @@ func (d *sqlDir) Homes(ctx context.Context) ([]HomeLoad, error) {
 		out = append(out, h)
 	}
 	return out, classify(rows.Err())
+}
+
+func (d *sqlDir) AddHome(ctx context.Context, id string) error {
+	if !validHomeID(id) {
+		return fmt.Errorf("%w: home id %q", ErrInvalid, id)
+	}
+	return d.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO homes (id, users) VALUES (?, 0) ON CONFLICT (id) DO NOTHING`, id)
+		return err
+	})
 }
 
 func (d *sqlDir) Reserve(ctx context.Context, address string, homes []string) (Reservation, error) {

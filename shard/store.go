@@ -48,8 +48,15 @@ type Options struct {
 	// so a wrong config cannot start a new, empty server). A missing one is
 	// an error wrapping ErrNoStore.
 	NoCreate bool
-	// ReservationTTL is how long meta.db's reservations and invite claims
-	// last (directory.go); <=0 → DefaultReservationTTL. Tests shorten it.
+	// Directory, if set, is the metabase (another engine's: etcd), used
+	// instead of meta.db, which is then neither opened nor created;
+	// DataDir is not used. The caller closes it after the Store.
+	Directory Directory
+	// ReservationTTL is how long the Directory's reservations and invite
+	// claims last (directory.go): meta.db's are made with it, and the
+	// Store touches files only during the first half of it. With
+	// Directory set it must be that Directory's. <=0 →
+	// DefaultReservationTTL.
 	ReservationTTL time.Duration
 	// Now is the clock of reservations and claims; nil → time.Now.
 	// Tests move it on to simulate a holder that crashed.
@@ -91,7 +98,7 @@ type User struct {
 // and refuses (ErrHome, naming them) homes and users the metabase and the
 // configuration disagree on; see the package documentation, "Homes".
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	if opts.DataDir == "" {
+	if opts.DataDir == "" && opts.Directory == nil {
 		return nil, fmt.Errorf("shard: open: %w: no data directory", ErrInvalid)
 	}
 	homes, err := cleanHomes(opts.Homes)
@@ -127,40 +134,73 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if _, err := shardMigrations(); err != nil {
 		return nil, fmt.Errorf("shard: open: %w", err)
 	}
-	ms, err := metaMigrationsFor(homes)
-	if err != nil {
-		return nil, fmt.Errorf("shard: open: %w", err)
-	}
-	metaPath := filepath.Join(opts.DataDir, MetaFile)
-	if opts.NoCreate {
-		if err := existing(metaPath, homes); err != nil {
+	if opts.Directory != nil {
+		// Another engine's metabase: no meta.db here.
+		s.dir = opts.Directory
+		if err := makeHomes(homes, opts.NoCreate); err != nil {
 			return nil, fmt.Errorf("shard: open: %w", err)
 		}
-	} else {
-		for _, dir := range append([]string{opts.DataDir}, homes...) {
-			if err := os.MkdirAll(dir, 0o700); err != nil {
-				return nil, fmt.Errorf("shard: open: %w", classify(err))
-			}
+		if s.homes, err = openHomes(ctx, s.dir, homes, !opts.NoCreate); err != nil {
+			return nil, fmt.Errorf("shard: open: %w", err)
 		}
-		if err := createFile(metaPath); err != nil && !errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("shard: open %s: %w", metaPath, err)
-		}
-	}
-	s.sql = &sqlDir{meta: openPair(metaPath, s.busy, kindMeta), ttl: s.ttl, now: s.now}
-	s.dir = s.sql
-	if err := migrate(ctx, s.sql.meta.w, ms); err != nil {
-		_ = s.sql.close()
-		return nil, fmt.Errorf("shard: open %s: %w", metaPath, err)
-	}
-	if s.homes, err = openHomes(ctx, s.sql.meta.w, homes, !opts.NoCreate); err != nil {
-		_ = s.sql.close()
-		return nil, fmt.Errorf("shard: open: %w", err)
+	} else if err := s.openMeta(ctx, opts, homes); err != nil {
+		return nil, err
 	}
 	s.dirOf = make(map[string]string, len(s.homes))
 	for _, h := range s.homes {
 		s.dirOf[h.id] = h.dir
 	}
 	return s, nil
+}
+
+// openMeta opens (creating, unless opts.NoCreate) and migrates meta.db in
+// opts.DataDir, the SQLite Directory, and brings the homes in through it.
+func (s *Store) openMeta(ctx context.Context, opts Options, homes []string) error {
+	ms, err := metaMigrationsFor(homes)
+	if err != nil {
+		return fmt.Errorf("shard: open: %w", err)
+	}
+	metaPath := filepath.Join(opts.DataDir, MetaFile)
+	if opts.NoCreate {
+		if err := existing(metaPath, homes); err != nil {
+			return fmt.Errorf("shard: open: %w", err)
+		}
+	} else {
+		if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+			return fmt.Errorf("shard: open: %w", classify(err))
+		}
+		if err := makeHomes(homes, false); err != nil {
+			return fmt.Errorf("shard: open: %w", err)
+		}
+		if err := createFile(metaPath); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("shard: open %s: %w", metaPath, err)
+		}
+	}
+	s.sql = &sqlDir{meta: openPair(metaPath, s.busy, kindMeta), ttl: s.ttl, now: s.now}
+	s.dir = s.sql
+	if err := migrate(ctx, s.sql.meta.w, ms); err != nil {
+		_ = s.sql.close()
+		return fmt.Errorf("shard: open %s: %w", metaPath, err)
+	}
+	if s.homes, err = openHomes(ctx, s.dir, homes, !opts.NoCreate); err != nil {
+		_ = s.sql.close()
+		return fmt.Errorf("shard: open: %w", err)
+	}
+	return nil
+}
+
+// makeHomes creates the home directories (0700) where missing; with
+// noCreate it only checks that they exist.
+func makeHomes(homes []string, noCreate bool) error {
+	if noCreate {
+		return existingHomes(homes)
+	}
+	for _, dir := range homes {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return classify(err)
+		}
+	}
+	return nil
 }
 
 // existing checks, for Options.NoCreate, that the metabase file and every
@@ -176,6 +216,11 @@ func existing(metaPath string, homes []string) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s is not a regular file", metaPath)
 	}
+	return existingHomes(homes)
+}
+
+// existingHomes checks that every home exists.
+func existingHomes(homes []string) error {
 	for _, h := range homes {
 		fi, err := os.Stat(h)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -197,7 +242,9 @@ func existing(metaPath string, homes []string) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.pool.shutdown()
-		s.closeErr = s.sql.close()
+		if s.sql != nil {
+			s.closeErr = s.sql.close()
+		}
 	})
 	return s.closeErr
 }
@@ -791,6 +838,9 @@ func (s *Store) Check(ctx context.Context, address string) error {
 
 // CheckMeta runs SQLite's integrity and foreign key checks on the metabase.
 func (s *Store) CheckMeta(ctx context.Context) error {
+	if s.sql == nil {
+		return nil // another engine's: nothing of it is in a file here
+	}
 	if err := s.sql.check(ctx); err != nil {
 		return fmt.Errorf("shard: metabase check: %w", classify(err))
 	}
