@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,8 +21,8 @@ import (
 // Harness is one fresh Directory under test.
 type Harness struct {
 	Dir shard.Directory
-	// Homes are the ids of at least two homes the directory has taken in,
-	// with no users yet.
+	// Homes are the ids of the homes the directory has taken in (at least
+	// two, and no others), with no users yet.
 	Homes []string
 	// TTL is how long the directory's reservations and claims last.
 	TTL time.Duration
@@ -38,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) Harness) {
 		{"CreateLookupDelete", testCreateLookupDelete},
 		{"Users", testUsers},
 		{"Placement", testPlacement},
+		{"AddHome", testAddHome},
 		{"AccountIDs", testAccountIDs},
 		{"Invites", testInvites},
 		{"SignupCommits", testSignupCommits},
@@ -215,6 +217,35 @@ func testPlacement(t *testing.T, h Harness) {
 	}
 	if l := load(t, h); l[b] != 1 {
 		t.Fatalf("homes %v after a delete, want 1 user on %s", l, b)
+	}
+}
+
+func testAddHome(t *testing.T, h Harness) {
+	const id = "0123456789abcdef0123456789abcdef"
+	for range 2 {
+		if err := h.Dir.AddHome(ctx, id); err != nil {
+			t.Fatalf("AddHome (twice is no error): %v", err)
+		}
+	}
+	if err := h.Dir.AddHome(ctx, "../not-an-id"); !errors.Is(err, shard.ErrInvalid) {
+		t.Fatalf("AddHome of a bad id: %v, want ErrInvalid", err)
+	}
+	mustCreate(t, h, "alice@example.org", id)
+	hs, err := h.Dir.Homes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSortedFunc(hs, func(a, b shard.HomeLoad) int { return strings.Compare(a.ID, b.ID) }) {
+		t.Fatalf("Homes not ordered by id: %v", hs)
+	}
+	if l := load(t, h); len(l) != len(h.Homes)+1 || l[id] != 1 {
+		t.Fatalf("homes %v, want the harness's and %s with one user", l, id)
+	}
+	if err := h.Dir.AddHome(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if l := load(t, h); l[id] != 1 {
+		t.Fatalf("AddHome of a known home changed its count: %v", l)
 	}
 }
 
