@@ -207,3 +207,95 @@ func TestOptionsDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSignupAfterCrashedSignup: a sign-up that crashed after claiming the
+// invite and making the shard (with its login row) but before completing
+// left a claim, a reservation and files: the invite is refused while the
+// claim lives, then a new sign-up with it takes everything over, and the
+// account it makes has its login material.
+func TestSignupAfterCrashedSignup(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 1)
+	c := newClock()
+	s := e.open(t, withClock(c))
+	const a = "alice@example.org"
+	if err := s.CreateInvite(ctx, a, acctHash("code"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// The crashed sign-up's steps.
+	if _, err := s.Directory().ClaimInvite(ctx, a, acctHash("code"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Directory().Reserve(ctx, a, []string{s.HomeID(e.homes[0])}); err != nil {
+		t.Fatal(err)
+	}
+	left := shard.ShardPath(e.homes[0], a)
+	if err := os.MkdirAll(filepath.Dir(left), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(left, []byte("half made"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	req := shard.SignupRequest{Address: a, CodeHash: acctHash("code"), PublicKey: []byte("key"), Login: acctLogin(1)}
+	if _, err := s.Signup(ctx, req); !errors.Is(err, shard.ErrInvalidInvite) {
+		t.Fatalf("Signup while another holds the invite: %v, want ErrInvalidInvite", err)
+	}
+	if _, err := s.LoginMaterial(ctx, a); !errors.Is(err, shard.ErrNotFound) {
+		t.Fatalf("LoginMaterial of a half-made account: %v, want ErrNotFound", err)
+	}
+	c.advance(testTTL + time.Second)
+	created, err := s.Signup(ctx, req)
+	if err != nil || !created {
+		t.Fatalf("Signup after the crashed one expired: %v, %v", created, err)
+	}
+	if l, err := s.LoginMaterial(ctx, a); err != nil || !acctSameLogin(l, req.Login) {
+		t.Fatalf("LoginMaterial: %+v, %v", l, err)
+	}
+	if err := s.Check(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Signup(ctx, req); !errors.Is(err, shard.ErrInvalidInvite) {
+		t.Fatalf("second Signup with a used invite: %v, want ErrInvalidInvite", err)
+	}
+}
+
+// TestConcurrentCreateUser: Stores (as processes) racing to create one
+// address: exactly one wins, the others get ErrExists, and the winner's
+// shard is whole.
+func TestConcurrentCreateUser(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 2)
+	const n = 4
+	stores := make([]*shard.Store, n)
+	for i := range stores {
+		stores[i] = e.open(t)
+	}
+	const a = "alice@example.org"
+	errs := make([]error, 2*n)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = stores[i%n].CreateUser(ctx, a, []byte("key")) })
+	}
+	wg.Wait()
+	ok := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, shard.ErrExists):
+			t.Errorf("CreateUser %d: %v", i, err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d creates of one address won, want 1", ok)
+	}
+	for _, s := range stores {
+		if _, _, err := s.Deliver(ctx, a, msg(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stores[0].Check(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+}
