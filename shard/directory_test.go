@@ -57,6 +57,23 @@ func TestSQLiteDirectory(t *testing.T) {
 	})
 }
 
+// leaveShardFiles writes what a crashed creator may leave: the files of
+// address's shard on home with the suffixes ("" for the database itself),
+// half made. It returns the shard's path.
+func leaveShardFiles(t *testing.T, home, address string, suffixes ...string) string {
+	t.Helper()
+	path := shard.ShardPath(home, address)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, suf := range suffixes {
+		if err := os.WriteFile(path+suf, []byte("half made"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
 // TestCreateAfterCrashedCreate: a creator that crashed after making the
 // shard file but before committing left a reservation and files; once the
 // reservation has expired, CreateUser takes it over, removes the files
@@ -71,15 +88,7 @@ func TestCreateAfterCrashedCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	left := shard.ShardPath(e.homes[1], a)
-	if err := os.MkdirAll(filepath.Dir(left), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, suf := range []string{"", "-wal"} {
-		if err := os.WriteFile(left+suf, []byte("half made"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	left := leaveShardFiles(t, e.homes[1], a, "", "-wal")
 	if _, err := s.CreateUser(ctx, a, []byte("key")); !errors.Is(err, shard.ErrExists) || !errors.Is(err, shard.ErrReserved) {
 		t.Fatalf("CreateUser while reserved: %v, want ErrExists and ErrReserved", err)
 	}
@@ -229,13 +238,7 @@ func TestSignupAfterCrashedSignup(t *testing.T) {
 	if _, err := s.Directory().Reserve(ctx, a, []string{s.HomeID(e.homes[0])}); err != nil {
 		t.Fatal(err)
 	}
-	left := shard.ShardPath(e.homes[0], a)
-	if err := os.MkdirAll(filepath.Dir(left), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(left, []byte("half made"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	leaveShardFiles(t, e.homes[0], a, "")
 
 	req := shard.SignupRequest{Address: a, CodeHash: acctHash("code"), PublicKey: []byte("key"), Login: acctLogin(1)}
 	if _, err := s.Signup(ctx, req); !errors.Is(err, shard.ErrInvalidInvite) {
