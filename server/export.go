@@ -14,13 +14,19 @@ import (
 	"cryptomail/shard"
 )
 
+// MessageLister lists a user's stored messages with their bodies
+// (shard.Store implements it).
+type MessageLister interface {
+	Messages(ctx context.Context, address string, fn func(shard.Message) error) error
+}
+
 // ExportMbox writes every stored message of address as an mbox. Each entry is
 // a PGP/MIME (RFC 3156) message whose encrypted part is the stored OpenPGP
 // message, ASCII-armored: `gpg --decrypt` on an entry yields the message as
 // received, and mail clients that read PGP/MIME can import the file. Armor
 // never has a line starting with "From ", so no mbox escaping is needed and
 // the ciphertext is byte-exact.
-func ExportMbox(ctx context.Context, st *shard.Store, address string, w io.Writer) (int, error) {
+func ExportMbox(ctx context.Context, st MessageLister, address string, w io.Writer) (int, error) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	n := 0
 	err := st.Messages(ctx, address, func(m shard.Message) error {

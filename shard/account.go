@@ -3,7 +3,6 @@ package shard
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -83,14 +82,7 @@ func (s *Store) CreateInvite(ctx context.Context, address string, codeHash []byt
 	case !errors.Is(err, ErrNotFound):
 		return fmt.Errorf("shard: create invite: %w", err)
 	}
-	err := s.metaWrite(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM invites WHERE expires < ?`, now.Add(-invitePurgeAge).Unix()); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO invites (code_hash, address, created, expires) VALUES (?, ?, ?, ?)`,
-			codeHash, address, now.Unix(), expires.Unix())
-		return err
-	})
+	err := s.dir.CreateInvite(ctx, Invite{Address: address, CodeHash: codeHash, Created: now, Expires: expires})
 	if err != nil {
 		return fmt.Errorf("shard: create invite: %w", err)
 	}
@@ -125,12 +117,18 @@ type SignupRequest struct {
 //     material if SameKey accepts its stored key: else ErrKeyMismatch;
 //   - an address with login material, or not active, is ErrExists.
 //
-// It reports whether the user was created (false: activated). The metabase
-// write lock is held throughout, so concurrent signups with one invite are
-// serialized and only one can succeed. An activation commits the shard
-// before the invite is marked used: if that last commit failed, the invite
-// would stay unused, but the address then has an account, so the invite can
-// no longer do anything.
+// It reports whether the user was created (false: activated).
+//
+// No lock is held across the steps (package documentation, "Other
+// processes"): the invite is claimed first (concurrent sign-ups with one
+// invite: one claims it, the others get ErrInvalidInvite at once); a new
+// address is then reserved, its shard made with the key and the login
+// material, and the invite marked used and the entry committed in one
+// Directory step. An activation writes the login material into the shard
+// (refused if some is there already) before the invite is marked used: a
+// crash between leaves an account that works and an invite that can do
+// nothing more (the address has signed up). A crash anywhere else leaves
+// a claim and a reservation that expire, and nothing an account could use.
 func (s *Store) Signup(ctx context.Context, req SignupRequest) (created bool, err error) {
 	if err := checkAddress(req.Address); err != nil {
 		return false, fmt.Errorf("shard: signup: %w", err)
@@ -145,132 +143,75 @@ func (s *Store) Signup(ctx context.Context, req SignupRequest) (created bool, er
 	if now.IsZero() {
 		now = time.Now()
 	}
-	tx, err := s.meta.w.BeginTx(ctx, nil)
-	if err != nil {
-		return false, fmt.Errorf("shard: signup: %w", classify(err))
-	}
-	defer tx.Rollback()
-	inviteID, err := findInvite(ctx, tx, req.Address, req.CodeHash, now)
+	claim, err := s.dir.ClaimInvite(ctx, req.Address, req.CodeHash, now)
 	if err != nil {
 		return false, fmt.Errorf("shard: signup: %w", err)
 	}
-	var state string
-	switch err := tx.QueryRowContext(ctx, `SELECT state FROM users WHERE address = ?`, req.Address).Scan(&state); {
-	case errors.Is(err, sql.ErrNoRows):
+	completed := false
+	defer func() {
+		if !completed {
+			_ = s.dir.ReleaseInvite(context.WithoutCancel(ctx), claim)
+		}
+	}()
+	switch u, err := s.lookup(ctx, req.Address); {
+	case errors.Is(err, ErrNotFound):
 		created = true
 	case err != nil:
-		return false, fmt.Errorf("shard: signup: %w", classify(err))
-	case state != StateActive:
-		return false, fmt.Errorf("shard: signup: account is %s: %w", state, ErrExists)
+		return false, fmt.Errorf("shard: signup: %w", err)
+	case u.State != StateActive:
+		return false, fmt.Errorf("shard: signup: account is %s: %w", u.State, ErrExists)
 	}
 
-	var path string
 	if created {
-		home, err := s.pickHome(ctx, tx)
+		r, err := s.reserve(ctx, req.Address, s.homeIDs())
 		if err != nil {
 			return false, fmt.Errorf("shard: signup: %w", err)
 		}
-		path = ShardPath(home.dir, req.Address)
-		// As in CreateUser: a stale handle of an earlier holder of the
-		// address must not be reused.
-		if err := s.pool.drop(ctx, keyOf(req.Address)); err != nil {
-			return false, fmt.Errorf("shard: signup: %w", err)
-		}
-		if err := s.createShard(ctx, path, req.PublicKey); err != nil {
-			return false, fmt.Errorf("shard %s: create: %w", path, err)
-		}
-		if err := s.initLogin(ctx, path, req.Login, now); err != nil {
-			s.discard(path)
-			return false, fmt.Errorf("shard %s: signup: %w", path, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO users (address, home_id, state, created) VALUES (?, ?, ?, ?)`,
-			req.Address, home.id, StateActive, time.Now().Unix()); err != nil {
-			s.discard(path)
-			return false, fmt.Errorf("shard: signup: %w", classify(err))
-		}
-	} else {
-		sameKey := req.SameKey
-		if sameKey == nil {
-			sameKey = func(stored []byte) bool { return bytes.Equal(stored, req.PublicKey) }
-		}
-		err := s.write(ctx, req.Address, "signup", func(ctx context.Context, tx *sql.Tx, modseq int64) error {
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM login`).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				return fmt.Errorf("address has signed up already: %w", ErrExists)
-			}
-			var stored []byte
-			err := tx.QueryRowContext(ctx, `SELECT public_key FROM keys ORDER BY id DESC LIMIT 1`).Scan(&stored)
-			if errors.Is(err, sql.ErrNoRows) || err == nil && !sameKey(stored) {
-				return ErrKeyMismatch
-			}
-			if err != nil {
-				return err
-			}
-			return insertLogin(ctx, tx, req.Login, now)
-		})
+		path, err := s.makeShard(ctx, r, req.PublicKey, &req.Login, now)
 		if err != nil {
 			return false, err
 		}
+		if _, err := s.dir.CompleteSignup(ctx, claim, &r); err != nil {
+			s.abandon(ctx, r, path, err)
+			return false, fmt.Errorf("shard: signup: %w", err)
+		}
+		completed = true
+		return true, nil
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE invites SET used = ? WHERE id = ? AND used IS NULL`, now.Unix(), inviteID)
-	if err == nil {
-		err = oneRow(res)
+	sameKey := req.SameKey
+	if sameKey == nil {
+		sameKey = func(stored []byte) bool { return bytes.Equal(stored, req.PublicKey) }
 	}
-	if err == nil {
-		err = tx.Commit()
-	}
+	err = s.write(ctx, req.Address, "signup", func(ctx context.Context, tx *sql.Tx, modseq int64) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM login`).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("address has signed up already: %w", ErrExists)
+		}
+		var stored []byte
+		err := tx.QueryRowContext(ctx, `SELECT public_key FROM keys ORDER BY id DESC LIMIT 1`).Scan(&stored)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && !sameKey(stored) {
+			return ErrKeyMismatch
+		}
+		if err != nil {
+			return err
+		}
+		return insertLogin(ctx, tx, req.Login, now)
+	})
 	if err != nil {
-		if created {
-			s.discard(path)
-		}
-		return false, fmt.Errorf("shard: signup: %w", classify(err))
+		return false, err
 	}
-	return created, nil
-}
-
-// findInvite returns the id of the usable invite for address with codeHash.
-// Every invite of the address is compared, in constant time, so neither the
-// SQL index nor an early exit says how close a guess came.
-func findInvite(ctx context.Context, tx *sql.Tx, address string, codeHash []byte, now time.Time) (int64, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, code_hash, expires, used FROM invites WHERE address = ?`, address)
-	if err != nil {
-		return 0, classify(err)
+	if _, err := s.dir.CompleteSignup(ctx, claim, nil); err != nil {
+		return false, fmt.Errorf("shard: signup: %w", err)
 	}
-	defer rows.Close()
-	var (
-		id      int64
-		expires int64
-		used    sql.NullInt64
-		found   bool
-	)
-	for rows.Next() {
-		var rid, rexp int64
-		var hash []byte
-		var rused sql.NullInt64
-		if err := rows.Scan(&rid, &hash, &rexp, &rused); err != nil {
-			return 0, classify(err)
-		}
-		if subtle.ConstantTimeCompare(hash, codeHash) == 1 {
-			id, expires, used, found = rid, rexp, rused, true
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return 0, classify(err)
-	}
-	switch {
-	case !found || used.Valid:
-		return 0, ErrInvalidInvite
-	case now.Unix() >= expires:
-		return 0, ErrInviteExpired
-	}
-	return id, nil
+	completed = true
+	return false, nil
 }
 
 // initLogin writes the login material into a shard just made by createShard,
-// before any metabase row points to it.
+// before any directory entry points to it.
 func (s *Store) initLogin(ctx context.Context, path string, l Login, now time.Time) error {
 	db, ident, err := openShardFile(ctx, path, s.busy)
 	if err != nil {
@@ -290,17 +231,6 @@ func insertLogin(ctx context.Context, tx *sql.Tx, l Login, now time.Time) error 
 	_, err := tx.ExecContext(ctx, `INSERT INTO login (id, login_key, salt, kdf_time, kdf_memory, kdf_threads, sealed_key, updated)
 		VALUES (1, ?, ?, ?, ?, ?, ?, ?)`, l.Key, l.Salt, l.KDFTime, l.KDFMemory, l.KDFThreads, l.SealedKey, now.Unix())
 	return err
-}
-
-func oneRow(res sql.Result) error {
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n != 1 {
-		return fmt.Errorf("%d rows changed, want 1: %w", n, ErrInvalidInvite)
-	}
-	return nil
 }
 
 // LoginMaterial returns the login material of an active user. A user that

@@ -1,7 +1,23 @@
 // Package shard stores CryptoMail's users and their mail: the MetaBase
-// (one SQLite file, meta.db, mapping each user to a home id) and the DataBase
-// (one SQLite file per user, the shard). It stores opaque ciphertext and
-// knows nothing of XML, SMTP or OpenPGP.
+// (a Directory mapping each user to a home id; on one machine the SQLite file
+// meta.db, metasql.go) and the DataBase (one SQLite file per user, the
+// shard). It stores opaque ciphertext and knows nothing of XML, SMTP or
+// OpenPGP.
+//
+// # The Directory
+//
+// The Store keeps the shards and orchestrates; what the metabase answers
+// (entries, placement, reservations, invites, device tokens, homes' user
+// counts) is behind the Directory interface (directory.go), whose methods are
+// each one atomic, compare-and-set operation, as a transactional KV store
+// (etcd) can do them. The SQLite Directory (sqlDir, metasql.go) is its own
+// file set: it owns every SQL statement on meta.db's users, reservations,
+// invites and device_tokens, and the Store reaches them only through the
+// interface; Options.Directory puts the Store on another engine's instead,
+// and then no meta.db is opened or created. Open brings the homes in through
+// the Directory too (Homes, AddHome). meta.db's migrations, and CheckHomes,
+// which reads meta.db without opening a Store, stay SQLite's. Directory
+// conformance tests: shard/directorytest.
 //
 // # Layout
 //
@@ -27,9 +43,11 @@
 // the configured directory of its user's home id, so a data dir restored to
 // another path, with Homes pointed at it, never reaches the original.
 //
-// Open (in one metabase write transaction, so processes opening at once
-// agree) requires the configuration and the metabase to agree, and
-// otherwise fails with ErrHome naming every disagreement (matchHomes):
+// Open requires the configuration and the metabase to agree (processes
+// opening at once agree without a lock: HOME files are read before the
+// Directory's homes, never replaced, and a new home is registered before
+// anyone is placed on it; see openHomes), and otherwise fails with ErrHome
+// naming every disagreement (matchHomes):
 //   - a configured home without a HOME file must be empty (hold no <hh>
 //     shard directory): it is a new home, and Open writes its HOME file (to a
 //     temporary name, fsync'ed, linked into place: never half written,
@@ -142,29 +160,59 @@
 //
 // # Other processes
 //
-// Another process (the admin CLI) may open the same files while a server
-// runs; SQLite's locks and the busy timeout arbitrate. Shard files are
-// created and removed only under the metabase write lock and only for an
-// address without a metabase row, and removed while holding the shard's
-// own write lock. A handle notices (by inode) that its file was removed or
-// replaced, before each read and inside each write transaction (under the
-// write lock, which is what makes the check sound), and then reopens
-// instead of writing into an unlinked file. Closing such a stale handle
-// cannot harm a new shard at the same path: it removes no file, and
-// checkpoints and truncates only the files it has open.
+// Another process (the admin CLI, or another node with a shared Directory)
+// may open the same files while a server runs; SQLite's locks and the busy
+// timeout arbitrate within a file. No rule spanning the Directory and a
+// shard file relies on a lock held across calls (meta.db's write lock is
+// taken only inside one Directory call); the rules are built from
+// reservations and claims, which the Directory grants atomically and which
+// expire (Options.ReservationTTL), so a crashed holder blocks nobody for
+// long:
 //
-// Files left behind by a crash between creating a shard and committing its
-// metabase row have no row; CreateUser and DeleteUser of that address
-// remove them.
+//   - Creating a user: Reserve the address (fails if it has an entry or a
+//     live reservation: ErrExists), create the shard file on the
+//     reservation's home, then Commit, a compare-and-set on the
+//     reservation's token that inserts the entry. Until Commit no entry
+//     exists, so no delivery or login reaches the half-made file. On failure
+//     the files are removed and the reservation cancelled. A crash leaves an
+//     expired reservation: the next Reserve of the address takes it over
+//     (Reservation.TookOver) and removes the files left on every home.
+//   - Deleting a user: Delete removes the entry (new mail and logins are
+//     refused from then on) and leaves a reservation of the address on its
+//     home in the same step; the shard's handle is dropped once running
+//     calls return, its files removed, and the reservation cancelled. Nobody
+//     can create the address again before that, or before the reservation
+//     expires (then the taker removes the files). An address without an
+//     entry is cleaned up the same way under a reservation of its own.
+//   - A holder touches files only in the first half of its reservation's
+//     life (Store.holds), so one who takes over an expired reservation
+//     never races it; a holder whose Commit reports ErrLost touches nothing.
+//   - Sign-up: ClaimInvite claims the invite (one sign-up at a time: the
+//     others get ErrInvalidInvite). A new address is reserved, its shard
+//     made with the public key and the login row, and CompleteSignup marks
+//     the invite used and commits the entry in one step: an entry never
+//     exists without its login row. An activation of an existing entry
+//     writes the login row (refused if one exists) before CompleteSignup
+//     marks the invite used; a crash between leaves a working account and a
+//     dead invite. A released or expired claim leaves the invite unused.
+//
+// Shard files are created only under a reservation and removed only under
+// one, and removed while holding the shard's own write lock. A handle
+// notices (by inode) that its file was removed or replaced, before each read
+// and inside each write transaction (under the write lock, which is what
+// makes the check sound), and then reopens instead of writing into an
+// unlinked file. Closing such a stale handle cannot harm a new shard at the
+// same path: it removes no file, and checkpoints and truncates only the
+// files it has open.
 //
 // # Account generations
 //
-// Every metabase row carries a random account_id, drawn by a trigger when the
-// row is inserted and again whenever its state changes; a deleted and
-// re-created account therefore never shares one with its predecessor.
-// Generation (session.go) is that id followed by the current login key, read
-// from both files on every call, so SeXMAP can end the sessions of an account
-// another process deleted, disabled or re-keyed. Device tokens are stored as
-// SHA-256 hashes keyed by account_id and deleted with the row or when its
-// account_id changes.
+// Every directory entry carries a random account id (meta.db: account_id,
+// drawn by a trigger when the row is inserted and again whenever its state
+// changes); a deleted and re-created account therefore never shares one with
+// its predecessor. Generation (session.go) is that id followed by the
+// current login key, read from the Directory and the shard on every call, so
+// SeXMAP can end the sessions of an account another process deleted,
+// disabled or re-keyed. Device tokens are stored as SHA-256 hashes keyed by
+// the account id and deleted with the entry or when its account id changes.
 package shard

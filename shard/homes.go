@@ -174,9 +174,9 @@ func readHomes(dirs []string) ([]homeState, error) {
 	return hs, nil
 }
 
-// matchHomes checks the configured homes against the metabase's homes
-// table (q reads a metabase at the current schema) and marks the known
-// ones. It returns one error per problem, naming the directory, the id or
+// matchHomes checks the configured homes against the homes the metabase
+// knows (homes, with their user counts; firstUser names the first user, by
+// address, on a home id that has some) and marks the known ones. It returns one error per problem, naming the directory, the id or
 // the users concerned (homeProblems makes the list an ErrHome):
 //
 //   - a home without a HOME file that holds shards (a home copied without
@@ -189,26 +189,12 @@ func readHomes(dirs []string) ([]homeState, error) {
 // A home without a HOME file, or with an id the metabase does not know, that
 // holds no shards ("empty", isEmptyHome) is a new home: Open writes its HOME file and
 // registers its id.
-func matchHomes(ctx context.Context, q querier, hs []homeState) ([]error, error) {
+func matchHomes(hs []homeState, homes []HomeLoad, firstUser func(id string) (string, error)) ([]error, error) {
 	known := map[string]int64{}
-	rows, err := q.QueryContext(ctx, `SELECT id, users FROM homes ORDER BY id`)
-	if err != nil {
-		return nil, classify(err)
-	}
 	var ids []string
-	for rows.Next() {
-		var id string
-		var n int64
-		if err := rows.Scan(&id, &n); err != nil {
-			rows.Close()
-			return nil, classify(err)
-		}
-		known[id] = n
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, classify(err)
+	for _, h := range homes {
+		known[h.ID] = h.Users
+		ids = append(ids, h.ID)
 	}
 
 	var problems []error
@@ -235,32 +221,49 @@ func matchHomes(ctx context.Context, q querier, hs []homeState) ([]error, error)
 		if n := known[id]; n == 0 || dirOf[id] != "" {
 			continue
 		}
-		var first string
-		if err := q.QueryRowContext(ctx, `SELECT address FROM users WHERE home_id = ? ORDER BY address LIMIT 1`, id).Scan(&first); err != nil {
-			return nil, classify(err)
+		first, err := firstUser(id)
+		if err != nil {
+			return nil, err
 		}
 		problems = append(problems, fmt.Errorf("home id %s holds %s (%d users in all) but no configured home has that id: add its directory to storage.homes", id, first, known[id]))
 	}
 	return problems, nil
 }
 
-// openHomes brings the configured homes in, in one metabase write
-// transaction (so two processes opening at once agree): it checks them
-// (matchHomes), writes a HOME file into each new empty home and registers
-// each new id. It returns the homes with their ids, in configured order.
-// With create false (a store opened only to use what exists, by an admin
-// command) a new home without a HOME file is an error instead.
-func openHomes(ctx context.Context, db *sql.DB, dirs []string, create bool) ([]home, error) {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, classify(err)
-	}
-	defer tx.Rollback()
+// openHomes brings the configured homes in through the Directory d: it
+// checks them (matchHomes), writes a HOME file into each new empty home and
+// registers each new id (AddHome) before any user can be placed on it. It
+// returns the homes with their ids, in configured order. With create false
+// (a store opened only to use what exists, by an admin command) a new home
+// without a HOME file is an error instead.
+//
+// Processes opening at once agree without a lock: HOME files are read
+// before the directory's homes, a HOME file is never replaced (createHomeID)
+// and a home is registered before a shard is made on it, so a home found
+// holding shards has been registered already.
+func openHomes(ctx context.Context, d Directory, dirs []string, create bool) ([]home, error) {
 	hs, err := readHomes(dirs)
 	if err != nil {
 		return nil, err
 	}
-	problems, err := matchHomes(ctx, tx, hs)
+	known, err := d.Homes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	problems, err := matchHomes(hs, known, func(id string) (string, error) {
+		var first string
+		err := d.Users(ctx, func(e Entry) error {
+			if e.HomeID != id {
+				return nil
+			}
+			first = e.Address
+			return errFound
+		})
+		if err != nil && err != errFound {
+			return "", err
+		}
+		return first, nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -282,14 +285,17 @@ func openHomes(ctx context.Context, db *sql.DB, dirs []string, create bool) ([]h
 			}
 		}
 		if !h.known {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO homes (id, users) VALUES (?, 0) ON CONFLICT (id) DO NOTHING`, h.id); err != nil {
-				return nil, classify(err)
+			if err := d.AddHome(ctx, h.id); err != nil {
+				return nil, err
 			}
 		}
 		out[i] = h.home
 	}
-	return out, classify(tx.Commit())
+	return out, nil
 }
+
+// errFound stops an iteration that found what it looked for.
+var errFound = errors.New("found")
 
 // homeIDMap returns the step that runs before meta migration 0004: it maps
 // each home path the users table names to that home's id, reading the
@@ -452,7 +458,16 @@ func CheckHomes(ctx context.Context, opts Options) error {
 			}
 		}
 	default:
-		if problems, err = matchHomes(ctx, tx, hs); err != nil {
+		known, err := sqlHomes(ctx, tx)
+		if err != nil {
+			return fmt.Errorf("shard: check homes: %s: %w", metaPath, err)
+		}
+		firstUser := func(id string) (string, error) {
+			var first string
+			err := tx.QueryRowContext(ctx, `SELECT address FROM users WHERE home_id = ? ORDER BY address LIMIT 1`, id).Scan(&first)
+			return first, classify(err)
+		}
+		if problems, err = matchHomes(hs, known, firstUser); err != nil {
 			return fmt.Errorf("shard: check homes: %s: %w", metaPath, err)
 		}
 	}

@@ -397,7 +397,7 @@ func TestMigrateHomeIDs(t *testing.T) {
 		}
 	}
 	var n int
-	if err := s.meta.r.QueryRow(`SELECT count(*) FROM sqlite_temp_master`).Scan(&n); err != nil || n != 0 {
+	if err := s.sql.meta.r.QueryRow(`SELECT count(*) FROM sqlite_temp_master`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("temp tables left: %d %v", n, err)
 	}
 	// Counts kept: h1 has 2, h2 1, h3 (new) 0: then h3, then h2 and h3 tie.
@@ -432,14 +432,14 @@ func TestOpenHomesNoCreate(t *testing.T) {
 	if err := os.Mkdir(h2, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	_, err = openHomes(ctx, s.meta.w, []string{opts.Homes[0], h2}, false)
+	_, err = openHomes(ctx, s.dir, []string{opts.Homes[0], h2}, false)
 	if !errors.Is(err, ErrHome) || !strings.Contains(err.Error(), "home "+h2+" is new") {
 		t.Errorf("openHomes without create: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(h2, HomeFile)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("HOME written without create: %v", err)
 	}
-	if hs, err := openHomes(ctx, s.meta.w, opts.Homes, false); err != nil || len(hs) != 1 || hs[0].id != s.homes[0].id {
+	if hs, err := openHomes(ctx, s.dir, opts.Homes, false); err != nil || len(hs) != 1 || hs[0].id != s.homes[0].id {
 		t.Errorf("openHomes of a known home without create: %v %v", hs, err)
 	}
 }

@@ -2,14 +2,13 @@ package shard
 
 import (
 	"context"
-	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 )
 
-// AccountIDSize is the size of a metabase row's random account id.
+// AccountIDSize is the size of a directory entry's random account id.
 const AccountIDSize = 16
 
 // GenerationSize is the size of what Generation returns.
@@ -19,7 +18,7 @@ const GenerationSize = AccountIDSize + LoginKeySize
 const DeviceTokenHashSize = 32
 
 // Generation returns the generation of an active, signed-up account: its
-// metabase row's random account id followed by its current public login
+// directory entry's random account id followed by its current public login
 // key. The id changes when the row is deleted and inserted again and when
 // the account's state changes; the key changes with the passphrase. Both
 // are read from the files, so a change made by another process (the admin
@@ -34,22 +33,18 @@ func (s *Store) Generation(ctx context.Context, address string) ([]byte, error) 
 		return nil, fmt.Errorf("shard: generation: %w", err)
 	}
 	gen := make([]byte, 0, GenerationSize)
-	var state string
-	var id []byte
-	err := s.meta.r.QueryRowContext(ctx, `SELECT state, account_id FROM users WHERE address = ?`, address).Scan(&state, &id)
+	e, err := s.dir.Lookup(ctx, address)
 	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("shard: generation: user %w", ErrNotFound)
 	case err != nil:
-		return nil, fmt.Errorf("shard: generation: %w", classify(err))
-	case state != StateActive:
-		return nil, fmt.Errorf("shard: generation: account is %s: %w", state, ErrNotFound)
-	case len(id) != AccountIDSize:
-		return nil, fmt.Errorf("shard: generation: account id of %d bytes: %w", len(id), ErrCorrupt)
+		return nil, fmt.Errorf("shard: generation: %w", err)
+	case e.State != StateActive:
+		return nil, fmt.Errorf("shard: generation: account is %s: %w", e.State, ErrNotFound)
+	case len(e.AccountID) != AccountIDSize:
+		return nil, fmt.Errorf("shard: generation: account id of %d bytes: %w", len(e.AccountID), ErrCorrupt)
 	}
-	gen = append(gen, id...)
+	gen = append(gen, e.AccountID...)
 	// No file check (a stat) here: a shard replaced by another process comes
-	// with a new metabase row, whose account_id was just read, so whatever a
+	// with a new directory entry, whose account id was just read, so whatever a
 	// stale handle says, the generation differs. A passphrase changed by
 	// another process is in the same file, which this handle sees.
 	h, err := s.acquireChecked(ctx, address, false)
@@ -78,24 +73,7 @@ func (s *Store) AddDeviceToken(ctx context.Context, address string, hash []byte,
 	if len(hash) != DeviceTokenHashSize || max < 1 {
 		return errors.New("shard: add device token: bad hash size or limit")
 	}
-	err := s.metaWrite(ctx, func(tx *sql.Tx) error {
-		var id []byte
-		err := tx.QueryRowContext(ctx, `SELECT account_id FROM users WHERE address = ? AND state = ?`, address, StateActive).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("user %w", ErrNotFound)
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO device_tokens (account_id, token_hash, created) VALUES (?, ?, ?)`,
-			id, hash, now.Unix()); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM device_tokens WHERE account_id = ? AND id NOT IN
-			(SELECT id FROM device_tokens WHERE account_id = ? ORDER BY id DESC LIMIT ?)`, id, id, max)
-		return err
-	})
-	if err != nil {
+	if err := s.dir.AddDeviceToken(ctx, address, hash, max, now); err != nil {
 		return fmt.Errorf("shard: add device token: %w", err)
 	}
 	return nil
@@ -108,24 +86,11 @@ func (s *Store) HasDeviceToken(ctx context.Context, address string, hash []byte)
 	if err := checkAddress(address); err != nil {
 		return false, fmt.Errorf("shard: device token: %w", err)
 	}
-	rows, err := s.meta.r.QueryContext(ctx, `SELECT t.token_hash FROM device_tokens t JOIN users u ON t.account_id = u.account_id
-		WHERE u.address = ? AND u.state = ?`, address, StateActive)
+	ok, err := s.dir.HasDeviceToken(ctx, address, hash)
 	if err != nil {
-		return false, fmt.Errorf("shard: device token: %w", classify(err))
+		return false, fmt.Errorf("shard: device token: %w", err)
 	}
-	defer rows.Close()
-	found := 0
-	for rows.Next() {
-		var h []byte
-		if err := rows.Scan(&h); err != nil {
-			return false, fmt.Errorf("shard: device token: %w", classify(err))
-		}
-		found |= subtle.ConstantTimeCompare(h, hash)
-	}
-	if err := rows.Err(); err != nil {
-		return false, fmt.Errorf("shard: device token: %w", classify(err))
-	}
-	return found == 1, nil
+	return ok, nil
 }
 
 // ClearDeviceTokens forgets every device token of address (after a
@@ -134,12 +99,7 @@ func (s *Store) ClearDeviceTokens(ctx context.Context, address string) error {
 	if err := checkAddress(address); err != nil {
 		return fmt.Errorf("shard: clear device tokens: %w", err)
 	}
-	err := s.metaWrite(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM device_tokens WHERE account_id IN
-			(SELECT account_id FROM users WHERE address = ?)`, address)
-		return err
-	})
-	if err != nil {
+	if err := s.dir.ClearDeviceTokens(ctx, address); err != nil {
 		return fmt.Errorf("shard: clear device tokens: %w", err)
 	}
 	return nil

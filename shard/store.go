@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,9 +48,22 @@ type Options struct {
 	// so a wrong config cannot start a new, empty server). A missing one is
 	// an error wrapping ErrNoStore.
 	NoCreate bool
+	// Directory, if set, is the metabase (another engine's: etcd), used
+	// instead of meta.db, which is then neither opened nor created;
+	// DataDir is not used. The caller closes it after the Store.
+	Directory Directory
+	// ReservationTTL is how long the Directory's reservations and invite
+	// claims last (directory.go): meta.db's are made with it, and the
+	// Store touches files only during the first half of it. With
+	// Directory set it must be that Directory's. <=0 →
+	// DefaultReservationTTL.
+	ReservationTTL time.Duration
+	// Now is the clock of reservations and claims; nil → time.Now.
+	// Tests move it on to simulate a holder that crashed.
+	Now func() time.Time
 }
 
-// Store is the MetaBase and every shard it points to. It is safe for
+// Store is the MetaBase (a Directory) and every shard it points to. It is safe for
 // concurrent use, and other processes may use the same files at the same
 // time (SQLite locking arbitrates; see the package documentation).
 type Store struct {
@@ -60,7 +72,10 @@ type Store struct {
 	group bool
 	busy  time.Duration
 	log   *slog.Logger
-	meta  *dbPair
+	dir   Directory // the metabase
+	sql   *sqlDir   // dir, on meta.db
+	ttl   time.Duration
+	now   func() time.Time
 	pool  *pool
 	count counters
 
@@ -68,7 +83,7 @@ type Store struct {
 	closeErr  error
 }
 
-// User is one MetaBase row.
+// User is one Directory entry, with its home's configured directory.
 type User struct {
 	Address string
 	HomeID  string // id of the home holding the user's shard (its HOME file)
@@ -83,7 +98,7 @@ type User struct {
 // and refuses (ErrHome, naming them) homes and users the metabase and the
 // configuration disagree on; see the package documentation, "Homes".
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	if opts.DataDir == "" {
+	if opts.DataDir == "" && opts.Directory == nil {
 		return nil, fmt.Errorf("shard: open: %w: no data directory", ErrInvalid)
 	}
 	homes, err := cleanHomes(opts.Homes)
@@ -94,6 +109,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		group: groupCommit,
 		busy:  opts.BusyTimeout,
 		log:   opts.Logger,
+		ttl:   opts.ReservationTTL,
+		now:   opts.Now,
+	}
+	if s.ttl <= 0 {
+		s.ttl = DefaultReservationTTL
+	}
+	if s.now == nil {
+		s.now = time.Now
 	}
 	if s.busy <= 0 {
 		s.busy = DefaultBusyTimeout
@@ -111,39 +134,73 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if _, err := shardMigrations(); err != nil {
 		return nil, fmt.Errorf("shard: open: %w", err)
 	}
-	ms, err := metaMigrationsFor(homes)
-	if err != nil {
-		return nil, fmt.Errorf("shard: open: %w", err)
-	}
-	metaPath := filepath.Join(opts.DataDir, MetaFile)
-	if opts.NoCreate {
-		if err := existing(metaPath, homes); err != nil {
+	if opts.Directory != nil {
+		// Another engine's metabase: no meta.db here.
+		s.dir = opts.Directory
+		if err := makeHomes(homes, opts.NoCreate); err != nil {
 			return nil, fmt.Errorf("shard: open: %w", err)
 		}
-	} else {
-		for _, dir := range append([]string{opts.DataDir}, homes...) {
-			if err := os.MkdirAll(dir, 0o700); err != nil {
-				return nil, fmt.Errorf("shard: open: %w", classify(err))
-			}
+		if s.homes, err = openHomes(ctx, s.dir, homes, !opts.NoCreate); err != nil {
+			return nil, fmt.Errorf("shard: open: %w", err)
 		}
-		if err := createFile(metaPath); err != nil && !errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("shard: open %s: %w", metaPath, err)
-		}
-	}
-	s.meta = openPair(metaPath, s.busy, kindMeta)
-	if err := migrate(ctx, s.meta.w, ms); err != nil {
-		_ = s.meta.close()
-		return nil, fmt.Errorf("shard: open %s: %w", metaPath, err)
-	}
-	if s.homes, err = openHomes(ctx, s.meta.w, homes, !opts.NoCreate); err != nil {
-		_ = s.meta.close()
-		return nil, fmt.Errorf("shard: open: %w", err)
+	} else if err := s.openMeta(ctx, opts, homes); err != nil {
+		return nil, err
 	}
 	s.dirOf = make(map[string]string, len(s.homes))
 	for _, h := range s.homes {
 		s.dirOf[h.id] = h.dir
 	}
 	return s, nil
+}
+
+// openMeta opens (creating, unless opts.NoCreate) and migrates meta.db in
+// opts.DataDir, the SQLite Directory, and brings the homes in through it.
+func (s *Store) openMeta(ctx context.Context, opts Options, homes []string) error {
+	ms, err := metaMigrationsFor(homes)
+	if err != nil {
+		return fmt.Errorf("shard: open: %w", err)
+	}
+	metaPath := filepath.Join(opts.DataDir, MetaFile)
+	if opts.NoCreate {
+		if err := existing(metaPath, homes); err != nil {
+			return fmt.Errorf("shard: open: %w", err)
+		}
+	} else {
+		if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+			return fmt.Errorf("shard: open: %w", classify(err))
+		}
+		if err := makeHomes(homes, false); err != nil {
+			return fmt.Errorf("shard: open: %w", err)
+		}
+		if err := createFile(metaPath); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("shard: open %s: %w", metaPath, err)
+		}
+	}
+	s.sql = &sqlDir{meta: openPair(metaPath, s.busy, kindMeta), ttl: s.ttl, now: s.now}
+	s.dir = s.sql
+	if err := migrate(ctx, s.sql.meta.w, ms); err != nil {
+		_ = s.sql.close()
+		return fmt.Errorf("shard: open %s: %w", metaPath, err)
+	}
+	if s.homes, err = openHomes(ctx, s.dir, homes, !opts.NoCreate); err != nil {
+		_ = s.sql.close()
+		return fmt.Errorf("shard: open: %w", err)
+	}
+	return nil
+}
+
+// makeHomes creates the home directories (0700) where missing; with
+// noCreate it only checks that they exist.
+func makeHomes(homes []string, noCreate bool) error {
+	if noCreate {
+		return existingHomes(homes)
+	}
+	for _, dir := range homes {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return classify(err)
+		}
+	}
+	return nil
 }
 
 // existing checks, for Options.NoCreate, that the metabase file and every
@@ -159,6 +216,11 @@ func existing(metaPath string, homes []string) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s is not a regular file", metaPath)
 	}
+	return existingHomes(homes)
+}
+
+// existingHomes checks that every home exists.
+func existingHomes(homes []string) error {
 	for _, h := range homes {
 		fi, err := os.Stat(h)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -180,10 +242,15 @@ func existing(metaPath string, homes []string) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.pool.shutdown()
-		s.closeErr = s.meta.close()
+		if s.sql != nil {
+			s.closeErr = s.sql.close()
+		}
 	})
 	return s.closeErr
 }
+
+// Directory returns the metabase the Store uses.
+func (s *Store) Directory() Directory { return s.dir }
 
 // OpenShards reports how many shard handles are open; see Stats.
 func (s *Store) OpenShards() int { return s.pool.stats().Open }
@@ -254,11 +321,15 @@ func checkKey(key []byte) error {
 }
 
 // CreateUser creates the user's shard on the least-loaded home, stores the
-// public key in it, then adds the metabase row. On failure it leaves nothing
-// behind.
+// public key in it, then commits the directory entry. On failure it leaves
+// nothing behind. An address that has an entry, or that another call (in
+// any process) is creating or deleting, is ErrExists (the latter matches
+// ErrReserved too).
 //
-// The metabase write lock is held throughout, so placement counts stay exact
-// and only one creator (in any process) touches the shard path at a time.
+// No lock is held across the steps: the address is reserved in the
+// Directory first, the shard made under the reservation, and the entry
+// committed by compare-and-set on it (package documentation, "Other
+// processes").
 func (s *Store) CreateUser(ctx context.Context, address string, publicKey []byte) (User, error) {
 	if err := checkAddress(address); err != nil {
 		return User{}, fmt.Errorf("shard: create user: %w", err)
@@ -266,75 +337,142 @@ func (s *Store) CreateUser(ctx context.Context, address string, publicKey []byte
 	if err := checkKey(publicKey); err != nil {
 		return User{}, fmt.Errorf("shard: create user: %w", err)
 	}
-	tx, err := s.meta.w.BeginTx(ctx, nil)
-	if err != nil {
-		return User{}, fmt.Errorf("shard: create user: %w", classify(err))
-	}
-	defer tx.Rollback()
-	var one int
-	switch err := tx.QueryRowContext(ctx, `SELECT 1 FROM users WHERE address = ?`, address).Scan(&one); {
-	case err == nil:
-		return User{}, fmt.Errorf("shard: create user: %w", ErrExists)
-	case !errors.Is(err, sql.ErrNoRows):
-		return User{}, fmt.Errorf("shard: create user: %w", classify(err))
-	}
-	home, err := s.pickHome(ctx, tx)
-	if err != nil {
-		return User{}, fmt.Errorf("shard: create user: %w", err)
-	}
-	path := ShardPath(home.dir, address)
-	// A handle left from an earlier holder of this address, deleted by
-	// another process, must not be reused.
-	if err := s.pool.drop(ctx, keyOf(address)); err != nil {
-		return User{}, fmt.Errorf("shard: create user: %w", err)
-	}
-	if err := s.createShard(ctx, path, publicKey); err != nil {
-		return User{}, fmt.Errorf("shard %s: create: %w", path, err)
-	}
-	u := User{Address: address, HomeID: home.id, Home: home.dir, State: StateActive, Created: time.Unix(time.Now().Unix(), 0)}
-	_, err = tx.ExecContext(ctx, `INSERT INTO users (address, home_id, state, created) VALUES (?, ?, ?, ?)`,
-		u.Address, u.HomeID, u.State, u.Created.Unix())
-	if err == nil {
-		err = tx.Commit()
-	}
-	if err != nil {
-		s.discard(path)
-		return User{}, fmt.Errorf("shard: create user: %w", classify(err))
-	}
-	return u, nil
+	return s.createUser(ctx, address, publicKey, s.homeIDs())
 }
 
-// pickHome returns the configured home with the fewest users; ties go to the
-// first in configured order.
-func (s *Store) pickHome(ctx context.Context, tx *sql.Tx) (home, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, users FROM homes`)
+// CreateUserOn is CreateUser on the configured home with id homeID instead
+// of the least-loaded one; another id is ErrHome.
+func (s *Store) CreateUserOn(ctx context.Context, address string, publicKey []byte, homeID string) (User, error) {
+	if err := checkAddress(address); err != nil {
+		return User{}, fmt.Errorf("shard: create user: %w", err)
+	}
+	if err := checkKey(publicKey); err != nil {
+		return User{}, fmt.Errorf("shard: create user: %w", err)
+	}
+	if s.dirOf[homeID] == "" {
+		return User{}, fmt.Errorf("shard: create user: %w: no configured home has id %q", ErrHome, homeID)
+	}
+	return s.createUser(ctx, address, publicKey, []string{homeID})
+}
+
+func (s *Store) createUser(ctx context.Context, address string, publicKey []byte, homes []string) (User, error) {
+	r, err := s.reserve(ctx, address, homes)
 	if err != nil {
-		return home{}, classify(err)
+		return User{}, fmt.Errorf("shard: create user: %w", err)
 	}
-	defer rows.Close()
-	load := make(map[string]int64)
-	for rows.Next() {
-		var p string
-		var n int64
-		if err := rows.Scan(&p, &n); err != nil {
-			return home{}, classify(err)
+	path, err := s.makeShard(ctx, r, publicKey, nil, time.Time{})
+	if err != nil {
+		return User{}, err
+	}
+	e, err := s.dir.Commit(ctx, r)
+	if err != nil {
+		s.abandon(ctx, r, path, err)
+		return User{}, fmt.Errorf("shard: create user: %w", err)
+	}
+	return s.userOf(e), nil
+}
+
+// homeIDs returns the configured homes' ids, in configured order.
+func (s *Store) homeIDs() []string {
+	ids := make([]string, len(s.homes))
+	for i, h := range s.homes {
+		ids[i] = h.id
+	}
+	return ids
+}
+
+// reserve reserves address on the least-loaded of homes (ids). An address
+// with an entry or a live reservation is ErrExists.
+func (s *Store) reserve(ctx context.Context, address string, homes []string) (Reservation, error) {
+	r, err := s.dir.Reserve(ctx, address, homes)
+	if errors.Is(err, ErrReserved) {
+		return Reservation{}, fmt.Errorf("%w: %w", ErrExists, err)
+	}
+	if err != nil {
+		return Reservation{}, err
+	}
+	if s.dirOf[r.HomeID] == "" {
+		_ = s.dir.Cancel(context.WithoutCancel(ctx), r)
+		return Reservation{}, fmt.Errorf("%w: directory placed %s on home id %s, which no configured home has", ErrHome, address, r.HomeID)
+	}
+	return r, nil
+}
+
+// holds reports whether the reservation r is still safely held: its holder
+// touches files only during the first half of its life, so that one who
+// takes it over once it has expired never races it.
+func (s *Store) holds(r Reservation) bool {
+	return s.now().Before(r.Expires.Add(-s.ttl / 2))
+}
+
+// makeShard creates, under the reservation r, the shard of r.Address on
+// r's home holding publicKey (and the login material l, if not nil). Files
+// an earlier holder of the address left (a crash) are removed first. On
+// failure it removes what it made and cancels r.
+func (s *Store) makeShard(ctx context.Context, r Reservation, publicKey []byte, l *Login, now time.Time) (string, error) {
+	path := ShardPath(s.dirOf[r.HomeID], r.Address)
+	fail := func(err error) (string, error) {
+		if s.holds(r) {
+			s.discard(path)
 		}
-		load[p] = n
+		_ = s.dir.Cancel(context.WithoutCancel(ctx), r)
+		return "", fmt.Errorf("shard %s: create: %w", path, err)
 	}
-	if err := rows.Err(); err != nil {
-		return home{}, classify(err)
+	// A handle left from an earlier holder of this address, deleted by
+	// another process, must not be reused.
+	if err := s.pool.drop(ctx, keyOf(r.Address)); err != nil {
+		return fail(err)
 	}
-	best, bestN := home{}, int64(math.MaxInt64)
-	for _, h := range s.homes {
-		if n := load[h.id]; n < bestN {
-			best, bestN = h, n
+	if r.TookOver {
+		// The crashed holder may have been creating on another home.
+		for _, h := range s.homes {
+			if h.id == r.HomeID {
+				continue
+			}
+			if !s.holds(r) {
+				return fail(ErrLost)
+			}
+			if n, err := s.unlinkShard(ctx, ShardPath(h.dir, r.Address)); err != nil {
+				return fail(err)
+			} else if n > 0 {
+				s.log.Warn("removed leftover shard files of an expired reservation", "path", ShardPath(h.dir, r.Address))
+			}
 		}
 	}
-	return best, nil
+	if !s.holds(r) {
+		return fail(ErrLost)
+	}
+	if err := s.createShard(ctx, path, publicKey); err != nil {
+		return fail(err)
+	}
+	if l != nil {
+		if err := s.initLogin(ctx, path, *l, now); err != nil {
+			return fail(err)
+		}
+	}
+	return path, nil
+}
+
+// abandon cleans up after the commit of r (whose shard is at path) failed
+// with err. A reservation lost was taken over, and its files are the
+// taker's now: nothing is touched. Otherwise, if no entry exists, the files
+// are removed and r cancelled.
+func (s *Store) abandon(ctx context.Context, r Reservation, path string, err error) {
+	if errors.Is(err, ErrLost) {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	if _, lerr := s.dir.Lookup(ctx, r.Address); !errors.Is(lerr, ErrNotFound) {
+		return
+	}
+	if s.holds(r) {
+		s.discard(path)
+	}
+	_ = s.dir.Cancel(ctx, r)
 }
 
 // createShard makes a fresh shard file at path holding publicKey. The caller
-// holds the metabase write lock and has checked that no user owns path, so
+// holds a reservation of the address (makeShard), so no user owns path and
 // files already there are leftovers of a crash and are removed first.
 func (s *Store) createShard(ctx context.Context, path string, publicKey []byte) error {
 	if err := mkdirSync(filepath.Dir(path)); err != nil {
@@ -343,7 +481,7 @@ func (s *Store) createShard(ctx context.Context, path string, publicKey []byte) 
 	if n, err := removeFiles(path); err != nil {
 		return err
 	} else if n > 0 {
-		s.log.Warn("removed leftover shard files that had no metabase row", "path", path)
+		s.log.Warn("removed leftover shard files that had no directory entry", "path", path)
 	}
 	if err := createFile(path); err != nil {
 		return err
@@ -394,7 +532,7 @@ func removeFiles(path string) (int, error) {
 	return n, classify(errors.Join(errs...))
 }
 
-// User returns the metabase row of address.
+// User returns the directory entry of address.
 func (s *Store) User(ctx context.Context, address string) (User, error) {
 	if err := checkAddress(address); err != nil {
 		return User{}, fmt.Errorf("shard: user: %w", err)
@@ -407,115 +545,121 @@ func (s *Store) User(ctx context.Context, address string) (User, error) {
 }
 
 func (s *Store) lookup(ctx context.Context, address string) (User, error) {
-	var u User
-	var created int64
-	err := s.meta.r.QueryRowContext(ctx, `SELECT address, home_id, state, created FROM users WHERE address = ?`, address).
-		Scan(&u.Address, &u.HomeID, &u.State, &created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, fmt.Errorf("user %w", ErrNotFound)
-	}
+	e, err := s.dir.Lookup(ctx, address)
 	if err != nil {
-		return User{}, classify(err)
+		return User{}, err
 	}
-	u.Created = time.Unix(created, 0)
-	u.Home = s.dirOf[u.HomeID]
-	return u, nil
+	return s.userOf(e), nil
+}
+
+func (s *Store) userOf(e Entry) User {
+	return User{Address: e.Address, HomeID: e.HomeID, Home: s.dirOf[e.HomeID], State: e.State, Created: e.Created}
 }
 
 // Users calls fn for every user, ordered by address, and stops at fn's
 // first error, which it returns.
 func (s *Store) Users(ctx context.Context, fn func(User) error) error {
-	rows, err := s.meta.r.QueryContext(ctx, `SELECT address, home_id, state, created FROM users ORDER BY address`)
-	if err != nil {
-		return fmt.Errorf("shard: users: %w", classify(err))
+	var fnErr error
+	err := s.dir.Users(ctx, func(e Entry) error {
+		fnErr = fn(s.userOf(e))
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
+		return fmt.Errorf("shard: users: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var u User
-		var created int64
-		if err := rows.Scan(&u.Address, &u.HomeID, &u.State, &created); err != nil {
-			return fmt.Errorf("shard: users: %w", classify(err))
-		}
-		u.Created = time.Unix(created, 0)
-		u.Home = s.dirOf[u.HomeID]
-		if err := fn(u); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("shard: users: %w", classify(err))
-	}
-	return nil
+	return err
 }
 
-// DeleteUser removes the user's metabase row, waits for running calls on the
-// user's shard, closes it and removes its files (-wal, -shm too). Shard files
-// left by an earlier crash for an address with no row are removed too, and
-// the call still reports ErrNotFound.
+// DeleteUser removes the user's directory entry (new mail is refused from
+// then on), waits for running calls on the user's shard, closes it and
+// removes its files (-wal, -shm too). The Directory keeps the address
+// reserved until the files are gone, so nobody creates it again meanwhile.
+// Shard files left by an earlier crash for an address with no entry are
+// removed too, and the call still reports ErrNotFound.
 func (s *Store) DeleteUser(ctx context.Context, address string) error {
 	if err := checkAddress(address); err != nil {
 		return fmt.Errorf("shard: delete user: %w", err)
 	}
-	var id string
-	found := true
-	err := s.metaWrite(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `DELETE FROM users WHERE address = ? RETURNING home_id`, address).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			found = false
-			return nil
+	e, err := s.dir.Lookup(ctx, address)
+	if errors.Is(err, ErrNotFound) {
+		if err := s.removeLeftovers(ctx, address); err != nil {
+			return fmt.Errorf("shard: delete user: %w", err)
 		}
-		if err == nil && s.dirOf[id] == "" {
-			// Its files could not be removed: keep the row.
-			return fmt.Errorf("%w: %s is on home id %s, which no configured home has", ErrHome, address, id)
-		}
-		return err
-	})
+		return fmt.Errorf("shard: delete user: %w", ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("shard: delete user: %w", err)
+	}
+	if s.dirOf[e.HomeID] == "" {
+		// Its files could not be removed: keep the entry.
+		return fmt.Errorf("shard: delete user: %w: %s is on home id %s, which no configured home has", ErrHome, address, e.HomeID)
+	}
+	r, err := s.dir.Delete(ctx, address)
 	if err != nil {
 		return fmt.Errorf("shard: delete user: %w", err)
 	}
 	// No new call reaches the shard now (the pool opens only what the
-	// metabase lists); wait for the running ones and close the handle.
-	if err := s.pool.drop(ctx, keyOf(address)); err != nil {
+	// directory lists); wait for the running ones and close the handle.
+	err = s.pool.drop(ctx, keyOf(address))
+	if err == nil {
+		err = s.removeShard(ctx, r)
+	}
+	if err != nil {
+		// The reservation stays until it expires; whoever takes it
+		// over removes the files.
 		return fmt.Errorf("shard: delete user: %w", err)
 	}
-	homes := []home{{dir: s.dirOf[id], id: id}}
-	if !found {
-		homes = s.homes
-	}
-	for _, h := range homes {
-		path := ShardPath(h.dir, address)
-		n, err := s.removeShard(ctx, address, h.id, path)
-		if err != nil {
-			return fmt.Errorf("shard %s: delete: %w", path, err)
-		}
-		if !found && n > 0 {
-			s.log.Warn("removed leftover shard files that had no metabase row", "path", path)
-		}
-	}
-	if !found {
-		return fmt.Errorf("shard: delete user: %w", ErrNotFound)
+	if err := s.dir.Cancel(ctx, r); err != nil {
+		return fmt.Errorf("shard: delete user: %w", err)
 	}
 	return nil
 }
 
-// removeShard removes the shard files at path, on home id, unless the
-// address has been claimed again for the same home meanwhile (a CreateUser
-// that ran between the row's deletion and now, perhaps in another process).
-func (s *Store) removeShard(ctx context.Context, address, id, path string) (int, error) {
-	var n int
-	err := s.metaWrite(ctx, func(tx *sql.Tx) error {
-		var now string
-		err := tx.QueryRowContext(ctx, `SELECT home_id FROM users WHERE address = ?`, address).Scan(&now)
-		if err == nil && now == id {
-			return nil
-		}
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		n, err = s.unlinkShard(ctx, path)
+// removeShard removes the shard files of the reservation r's address on
+// r's home, unless r is no longer safely held.
+func (s *Store) removeShard(ctx context.Context, r Reservation) error {
+	dir := s.dirOf[r.HomeID]
+	if dir == "" {
+		return fmt.Errorf("%w: %s was on home id %s, which no configured home has", ErrHome, r.Address, r.HomeID)
+	}
+	if !s.holds(r) {
+		return ErrLost
+	}
+	path := ShardPath(dir, r.Address)
+	if _, err := s.unlinkShard(ctx, path); err != nil {
+		return fmt.Errorf("shard %s: delete: %w", path, err)
+	}
+	return nil
+}
+
+// removeLeftovers removes, under a reservation, the shard files of an
+// address without an entry on every configured home. An address another
+// call is creating or deleting is left to it.
+func (s *Store) removeLeftovers(ctx context.Context, address string) error {
+	r, err := s.dir.Reserve(ctx, address, s.homeIDs())
+	if errors.Is(err, ErrReserved) || errors.Is(err, ErrExists) {
+		return nil
+	}
+	if err != nil {
 		return err
-	})
-	return n, err
+	}
+	if err := s.pool.drop(ctx, keyOf(address)); err != nil {
+		return err
+	}
+	for _, h := range s.homes {
+		if !s.holds(r) {
+			return ErrLost
+		}
+		path := ShardPath(h.dir, address)
+		n, err := s.unlinkShard(ctx, path)
+		if err != nil {
+			return fmt.Errorf("shard %s: delete: %w", path, err)
+		}
+		if n > 0 {
+			s.log.Warn("removed leftover shard files that had no directory entry", "path", path)
+		}
+	}
+	return s.dir.Cancel(ctx, r)
 }
 
 // unlinkShard removes a shard's files while holding its write lock, so a
@@ -541,19 +685,6 @@ func (s *Store) unlinkShard(ctx context.Context, path string) (int, error) {
 		return 0, err
 	}
 	return removeFiles(path)
-}
-
-// metaWrite runs fn in one metabase write transaction.
-func (s *Store) metaWrite(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.meta.w.BeginTx(ctx, nil)
-	if err != nil {
-		return classify(err)
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return classify(err)
-	}
-	return classify(tx.Commit())
 }
 
 // acquire returns the pooled handle of address's shard, opening it if
@@ -707,7 +838,10 @@ func (s *Store) Check(ctx context.Context, address string) error {
 
 // CheckMeta runs SQLite's integrity and foreign key checks on the metabase.
 func (s *Store) CheckMeta(ctx context.Context) error {
-	if err := checkDB(ctx, s.meta.r); err != nil {
+	if s.sql == nil {
+		return nil // another engine's: nothing of it is in a file here
+	}
+	if err := s.sql.check(ctx); err != nil {
 		return fmt.Errorf("shard: metabase check: %w", classify(err))
 	}
 	return nil

@@ -210,14 +210,32 @@ var systemConfig = "/etc/cryptomail/cryptomail.toml"
 // errNoConfig: none of the places a config is looked for has one.
 var errNoConfig = errors.New("no configuration")
 
+// adminStore is what the admin commands (user add|list|del|invite|export,
+// bulk add) need of the store; shard.Store implements it, and so must a
+// cluster's.
+type adminStore interface {
+	CreateUser(ctx context.Context, address string, publicKey []byte) (shard.User, error)
+	User(ctx context.Context, address string) (shard.User, error)
+	Users(ctx context.Context, fn func(shard.User) error) error
+	DeleteUser(ctx context.Context, address string) error
+	accounts.Inviter
+	server.MessageLister
+	Close() error
+}
+
+var _ adminStore = (*shard.Store)(nil)
+
 // openStore opens cfg's existing store for an admin command, which logs only
 // warnings and errors. It creates nothing.
-func (c *command) openStore(ctx context.Context, cfg *server.Config) (*shard.Store, error) {
+func (c *command) openStore(ctx context.Context, cfg *server.Config) (adminStore, error) {
 	st, err := server.OpenExistingStore(ctx, cfg, adminLogger(c.stderr))
 	if errors.Is(err, shard.ErrNoStore) {
 		return nil, noServerError(cfg, err)
 	}
-	return st, err
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // requireServer fails, with the same hint as openStore, when cfg's data dir

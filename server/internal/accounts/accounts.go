@@ -49,10 +49,32 @@ func FakeSaltFunc(staticPrivate []byte) func(address string) []byte {
 	return func(address string) []byte { return sexmap.FakeSalt(secret, address) }
 }
 
+// Store is what the account requests need of the storage; shard.Store
+// implements it. The directory part (User, Generation's account id, device
+// tokens, Signup's invite and entry) is the metabase's, the rest the user's
+// shard's.
+type Store interface {
+	User(ctx context.Context, address string) (shard.User, error)
+	PublicKey(ctx context.Context, address string) ([]byte, error)
+	LoginMaterial(ctx context.Context, address string) (shard.Login, error)
+	ChangeLoginMaterial(ctx context.Context, address string, l shard.Login) error
+	// Generation: the account id followed by the login key; ErrNotFound
+	// once the account is deleted, disabled or not signed up.
+	Generation(ctx context.Context, address string) ([]byte, error)
+	// Signup consumes an invite and creates or activates the account, all
+	// or nothing (shard.Store.Signup).
+	Signup(ctx context.Context, req shard.SignupRequest) (created bool, err error)
+	AddDeviceToken(ctx context.Context, address string, hash []byte, max int, now time.Time) error
+	HasDeviceToken(ctx context.Context, address string, hash []byte) (bool, error)
+	ClearDeviceTokens(ctx context.Context, address string) error
+}
+
+var _ Store = (*shard.Store)(nil)
+
 // Config configures a Backend.
 type Config struct {
 	// Store holds the accounts.
-	Store *shard.Store
+	Store Store
 	// CanonicalAddress turns an address as given into the metabase key, and
 	// refuses addresses outside the served domains (server.Config's
 	// ServedAddress). SeXMAP's Config.CanonicalAddress must be the same
@@ -73,9 +95,9 @@ type Config struct {
 }
 
 // Backend implements the account requests of xmapserver.AccountBackend and
-// sexmap.Accounts on a shard.Store. It is safe for concurrent use.
+// sexmap.Accounts on a Store. It is safe for concurrent use.
 type Backend struct {
-	store    *shard.Store
+	store    Store
 	canon    func(string) (string, error)
 	fakeSalt func(string) []byte
 	allow    func(context.Context) (bool, time.Duration)

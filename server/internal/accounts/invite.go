@@ -8,8 +8,6 @@ import (
 	"io"
 	"strings"
 	"time"
-
-	"cryptomail/shard"
 )
 
 // Invite codes are 28 symbols of Crockford's base32 (140 random bits), shown
@@ -85,10 +83,16 @@ func InviteHash(code string) ([]byte, bool) {
 	return sum[:], true
 }
 
+// Inviter stores an invite's code hash (shard.Store implements it): ErrExists
+// for an address that has signed up already.
+type Inviter interface {
+	CreateInvite(ctx context.Context, address string, codeHash []byte, expires time.Time) error
+}
+
 // CreateInvite makes a one-time invite code for address (canonical, in a
 // served domain: the caller checks) valid until expires, stores its hash and
 // returns the code, which exists nowhere else: give it to the user.
-func CreateInvite(ctx context.Context, st *shard.Store, rng io.Reader, address string, expires time.Time) (string, error) {
+func CreateInvite(ctx context.Context, st Inviter, rng io.Reader, address string, expires time.Time) (string, error) {
 	code, err := NewInviteCode(rng)
 	if err != nil {
 		return "", err
