@@ -218,7 +218,7 @@ type adminStore interface {
 	User(ctx context.Context, address string) (shard.User, error)
 	Users(ctx context.Context, fn func(shard.User) error) error
 	DeleteUser(ctx context.Context, address string) error
-	accounts.Inviter
+	server.Inviter
 	server.MessageLister
 	Close() error
 }
