@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,13 +226,31 @@ func (in *instance) ready(within time.Duration) error {
 			return fmt.Errorf("cryptomail serve exited: %v", in.exitErr())
 		default:
 		}
-		if w, err := dialWire(in.lmtpAddr); err == nil {
-			w.Close()
+		// Every listener, not only LMTP: the server opens them one after
+		// another, and a case that dialed HTTP too early saw "connection
+		// refused".
+		if addr := in.notListening(); addr == "" {
 			return nil
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return fmt.Errorf("nothing listening on %s after %v", in.lmtpAddr, within)
+	return fmt.Errorf("nothing listening on %s after %v", in.notListening(), within)
+}
+
+// notListening returns the first of the instance's listen addresses that
+// does not take a connection, or "".
+func (in *instance) notListening() string {
+	for _, addr := range []string{in.lmtpAddr, in.smtpAddr, in.httpAddr} {
+		if addr == "" {
+			continue
+		}
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return addr
+		}
+		conn.Close()
+	}
+	return ""
 }
 
 func (in *instance) exitErr() error {
