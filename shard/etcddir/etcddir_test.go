@@ -1,0 +1,224 @@
+package etcddir
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"cryptomail/shard"
+	"cryptomail/shard/directorytest"
+)
+
+var ctx = context.Background()
+
+// clock is a settable clock for Config.Now.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+const (
+	homeA = "0000000000000000000000000000000a"
+	homeB = "0000000000000000000000000000000b"
+)
+
+// TestDirectory runs the Directory conformance suite on etcd.
+func TestDirectory(t *testing.T) {
+	directorytest.Run(t, func(t *testing.T) directorytest.Harness {
+		c := &clock{t: time.Now()}
+		d := openDir(t, testClient(t), testPrefix(), c.now)
+		for _, id := range []string{homeA, homeB} {
+			if err := d.AddHome(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return directorytest.Harness{Dir: d, Homes: []string{homeA, homeB}, TTL: time.Minute, Advance: c.advance}
+	})
+}
+
+func create(t *testing.T, d shard.Directory, address string) shard.Entry {
+	t.Helper()
+	r, err := d.Reserve(ctx, address, []string{homeA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := d.Commit(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestOtherWriter: what another Directory (another node, its own client)
+// writes reaches this one's cache through the watch.
+func TestOtherWriter(t *testing.T) {
+	prefix := testPrefix()
+	d1 := openDir(t, testClient(t), prefix, time.Now)
+	d2 := openDir(t, testClient(t), prefix, time.Now)
+	if err := d2.AddHome(ctx, homeA); err != nil {
+		t.Fatal(err)
+	}
+	e := create(t, d2, "alice@example.org")
+	eventually(t, "d1 sees d2's create", func() bool {
+		got, err := d1.Lookup(ctx, "alice@example.org")
+		return err == nil && bytes.Equal(got.AccountID, e.AccountID) && got.HomeID == homeA
+	})
+	if _, err := d2.Delete(ctx, "alice@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "d1 sees d2's delete", func() bool {
+		_, err := d1.Lookup(ctx, "alice@example.org")
+		return errors.Is(err, shard.ErrNotFound)
+	})
+	// Read your writes: d1's own create is in its cache when Commit returns.
+	e = create(t, d1, "bob@example.org")
+	if got, err := d1.Lookup(ctx, "bob@example.org"); err != nil || !bytes.Equal(got.AccountID, e.AccountID) {
+		t.Fatalf("Lookup right after Commit: %+v, %v", got, err)
+	}
+}
+
+// TestCompactedReload: a watch that resumes from a compacted revision
+// reloads the cache, which then holds exactly what etcd holds.
+func TestCompactedReload(t *testing.T) {
+	prefix := testPrefix()
+	client := testClient(t)
+	other := openDir(t, testClient(t), prefix, time.Now)
+	if err := other.AddHome(ctx, homeA); err != nil {
+		t.Fatal(err)
+	}
+	create(t, other, "gone@example.org")
+	create(t, other, "stays@example.org")
+
+	// d loads now and starts its watch only after the changes below and a
+	// compaction past them: it misses them, and must reload.
+	d, err := newDir(Config{Client: client, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if _, err := other.Delete(ctx, "gone@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	added := create(t, other, "new@example.org")
+	resp, err := client.Get(ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Lookup(ctx, "gone@example.org"); err != nil {
+		t.Fatalf("before the watch, the cache still has the loaded entry: %v", err)
+	}
+	d.start()
+	eventually(t, "reload after compaction", func() bool { return d.reloads.Load() >= 1 })
+	if _, err := d.Lookup(ctx, "gone@example.org"); !errors.Is(err, shard.ErrNotFound) {
+		t.Fatalf("deleted entry after the reload: %v", err)
+	}
+	if got, err := d.Lookup(ctx, "new@example.org"); err != nil || !bytes.Equal(got.AccountID, added.AccountID) {
+		t.Fatalf("new entry after the reload: %+v, %v", got, err)
+	}
+	if _, err := d.Lookup(ctx, "stays@example.org"); err != nil {
+		t.Fatalf("kept entry after the reload: %v", err)
+	}
+	// And the new watch follows changes again.
+	create(t, other, "later@example.org")
+	eventually(t, "watch after the reload", func() bool {
+		_, err := d.Lookup(ctx, "later@example.org")
+		return err == nil
+	})
+}
+
+// TestClosed: calls after Close fail with ErrClosed.
+func TestClosed(t *testing.T) {
+	d := openDir(t, testClient(t), testPrefix(), time.Now)
+	d.Close()
+	if _, err := d.Lookup(ctx, "a@example.org"); !errors.Is(err, shard.ErrClosed) {
+		t.Fatalf("Lookup after Close: %v", err)
+	}
+	if _, err := d.Reserve(ctx, "a@example.org", []string{homeA}); !errors.Is(err, shard.ErrClosed) {
+		t.Fatalf("Reserve after Close: %v", err)
+	}
+}
+
+// fillCache puts n entries in d's cache the way load and the watch do.
+func fillCache(d *Dir, n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	account := make([]byte, shard.AccountIDSize)
+	for i := range n {
+		address := fmt.Sprintf("user%07d@example.org", i)
+		account[0], account[1], account[2] = byte(i), byte(i>>8), byte(i>>16)
+		kv := &mvccpb.KeyValue{Key: []byte(d.userKey(address)),
+			Value: []byte(mustJSON(entryValue{Home: homeA, State: shard.StateActive, Account: account, Created: 1700000000}))}
+		c, _ := d.decodeCached(kv)
+		d.users[address] = c
+	}
+}
+
+const cacheUsers = 100_000
+
+// TestCacheMemory measures what a cached user costs (reported in
+// docs/CLUSTER.md): the heap before and after caching 100,000 entries.
+func TestCacheMemory(t *testing.T) {
+	d, err := newDir(Config{Client: testClient(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fillCache(d, cacheUsers)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / cacheUsers
+	t.Logf("cache: %.0f bytes per user (%d users, heap %d → %d)", per, cacheUsers, before.HeapAlloc, after.HeapAlloc)
+	if per > 400 {
+		t.Errorf("a cached user costs %.0f bytes, more than 400", per)
+	}
+	runtime.KeepAlive(d)
+}
+
+// BenchmarkLookup: a Lookup in a cache of 100,000 users.
+func BenchmarkLookup(b *testing.B) {
+	d, err := newDir(Config{Client: testClient(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fillCache(d, cacheUsers)
+	addresses := make([]string, 1024)
+	for i := range addresses {
+		addresses[i] = fmt.Sprintf("user%07d@example.org", i*97%cacheUsers)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := d.Lookup(ctx, addresses[i%len(addresses)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
