@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -221,4 +224,92 @@ func BenchmarkLookup(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// TestEtcdDown: with etcd out of reach, a Directory answers Lookup from its
+// cache and refuses changes with a temporary error naming the cause. The
+// Directory reaches etcd through a proxy, cut to take etcd away (stopping
+// an embedded member with a watch open takes seconds).
+func TestEtcdDown(t *testing.T) {
+	testClient(t) // the shared member is up
+	p := newProxy(t, strings.TrimPrefix(etcdURL, "http://"))
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + p.addr()}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	d, err := Open(ctx, Config{Client: client, Prefix: testPrefix(), Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.AddHome(ctx, homeA); err != nil {
+		t.Fatal(err)
+	}
+	e := create(t, d, "alice@example.org")
+
+	p.cut()
+	if got, err := d.Lookup(ctx, "alice@example.org"); err != nil || !bytes.Equal(got.AccountID, e.AccountID) {
+		t.Fatalf("Lookup with etcd down: %+v, %v; want the cached entry", got, err)
+	}
+	_, err = d.Reserve(ctx, "bob@example.org", []string{homeA})
+	if !errors.Is(err, shard.ErrBusy) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Reserve with etcd down: %v, want ErrBusy and ErrUnavailable", err)
+	}
+	t.Logf("Reserve with etcd down: %v", err)
+}
+
+// proxy forwards TCP connections to an address until cut.
+type proxy struct {
+	l     net.Listener
+	to    string
+	mu    sync.Mutex
+	conns []net.Conn
+	gone  bool // cut
+}
+
+func newProxy(t *testing.T, to string) *proxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l, to: to}
+	t.Cleanup(p.cut)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", to)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			if p.gone {
+				c.Close()
+				up.Close()
+			}
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *proxy) addr() string { return p.l.Addr().String() }
+
+// cut closes the listener and every connection.
+func (p *proxy) cut() {
+	p.l.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gone = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }
