@@ -60,7 +60,7 @@
 // through the watch, usually within milliseconds.
 //
 // Home ids and states are interned, the account id is stored inline: a
-// cached user costs about 150 bytes (measured by TestCacheMemory; see
+// cached user costs about 125 bytes of heap (measured by TestCacheMemory; see
 // docs/CLUSTER.md).
 //
 // # When etcd is down
