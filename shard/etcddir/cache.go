@@ -211,10 +211,11 @@ func (d *Dir) follow(ctx context.Context) {
 		d.mu.Lock()
 		rev := d.rev
 		d.mu.Unlock()
-		if err := d.watch(ctx, prefix, rev); ctx.Err() != nil {
+		// The watch ends (compacted, cancelled, broken, leader lost):
+		// whatever the reason, the cure is a reload.
+		_ = d.watch(ctx, prefix, rev)
+		if ctx.Err() != nil {
 			return
-		} else if err != nil {
-			_ = err // the watch ended: reload below
 		}
 		for {
 			if err := d.load(ctx); err == nil {
@@ -234,7 +235,10 @@ func (d *Dir) follow(ctx context.Context) {
 
 // watch applies the changes under prefix after rev until the watch ends.
 func (d *Dir) watch(ctx context.Context, prefix string, rev int64) error {
-	wctx, cancel := context.WithCancel(ctx)
+	// Require a leader: a member cut off from the cluster ends the watch
+	// (and the reload goes to a member that has one) instead of keeping it
+	// silently stalled.
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	for resp := range d.c.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 		if resp.CompactRevision != 0 {

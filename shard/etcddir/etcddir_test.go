@@ -155,6 +155,55 @@ func TestCompactedReload(t *testing.T) {
 	})
 }
 
+// TestConcurrentPlacement: reservations of different addresses made at
+// once each see the others: they split evenly between two homes.
+func TestConcurrentPlacement(t *testing.T) {
+	prefix := testPrefix()
+	var ds []*Dir
+	for range 2 { // two nodes, two clients
+		ds = append(ds, openDir(t, testClient(t), prefix, time.Now))
+	}
+	for _, id := range []string{homeA, homeB} {
+		if err := ds[0].AddHome(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 24
+	rs := make([]shard.Reservation, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			rs[i], errs[i] = ds[i%2].Reserve(ctx, fmt.Sprintf("u%d@example.org", i), []string{homeA, homeB})
+		})
+	}
+	wg.Wait()
+	on := map[string]int{}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Reserve %d: %v", i, err)
+		}
+		on[rs[i].HomeID]++
+	}
+	if on[homeA] != n/2 || on[homeB] != n/2 {
+		t.Fatalf("reservations per home %v, want %d each", on, n/2)
+	}
+	for i, r := range rs {
+		if _, err := ds[i%2].Commit(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hs, err := ds[1].Homes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if h.Users != n/2 {
+			t.Fatalf("homes %v, want %d users each", hs, n/2)
+		}
+	}
+}
+
 // TestClosed: calls after Close fail with ErrClosed.
 func TestClosed(t *testing.T) {
 	d := openDir(t, testClient(t), testPrefix(), time.Now)
