@@ -1,6 +1,7 @@
 package etcddir
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -22,7 +23,7 @@ type Dir struct {
 	now     func() time.Time
 	timeout time.Duration
 
-	mu      sync.Mutex
+	mu      sync.RWMutex      // Lookups read-lock; the watch and loads lock
 	users   map[string]cached // by address: the cache of users/
 	rev     int64             // the cache holds every change up to rev
 	moved   chan struct{}     // closed (and replaced) when rev grows or on Close
@@ -119,8 +120,8 @@ func (d *Dir) Close() error {
 }
 
 func (d *Dir) isClosed() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	return d.closed
 }
 
@@ -149,9 +150,7 @@ func (d *Dir) load(ctx context.Context) error {
 		}
 		d.mu.Lock()
 		for _, kv := range resp.Kvs {
-			if c, ok := d.decodeCached(kv); ok {
-				users[strings.TrimPrefix(string(kv.Key), prefix)] = c
-			}
+			d.cache(users, prefix, kv)
 		}
 		d.mu.Unlock()
 		if !resp.More || len(resp.Kvs) == 0 {
@@ -166,9 +165,25 @@ func (d *Dir) load(ctx context.Context) error {
 	return nil
 }
 
-// decodeCached decodes an entry for the cache; d.mu is held. A value that
-// does not decode is left out (Lookup says ErrNotFound, the write paths
-// report it).
+// cache puts the entry kv (a key under prefix) in users; d.mu is held. A
+// value that does not decode is left out (Lookup says ErrNotFound, the write
+// paths report it).
+func (d *Dir) cache(users map[string]cached, prefix string, kv *mvccpb.KeyValue) {
+	address := keyTail(kv.Key, prefix)
+	if c, ok := d.decodeCached(kv); ok {
+		users[address] = c
+	} else {
+		delete(users, address)
+	}
+}
+
+// keyTail is key without prefix, a string of its own: a map key made by
+// slicing the whole key would keep the prefix alive with it.
+func keyTail(key []byte, prefix string) string {
+	return string(bytes.TrimPrefix(key, []byte(prefix)))
+}
+
+// decodeCached decodes an entry for the cache; d.mu is held.
 func (d *Dir) decodeCached(kv *mvccpb.KeyValue) (cached, bool) {
 	var v entryValue
 	if decode(kv, &v) != nil || len(v.Account) != shard.AccountIDSize {
@@ -262,15 +277,10 @@ func (d *Dir) apply(prefix string, events []*clientv3.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, ev := range events {
-		address := strings.TrimPrefix(string(ev.Kv.Key), prefix)
-		c, ok := cached{}, false
 		if ev.Type == clientv3.EventTypePut {
-			c, ok = d.decodeCached(ev.Kv)
-		}
-		if ok {
-			d.users[address] = c
+			d.cache(d.users, prefix, ev.Kv)
 		} else {
-			delete(d.users, address)
+			delete(d.users, keyTail(ev.Kv.Key, prefix))
 		}
 	}
 	d.advance(events[len(events)-1].Kv.ModRevision)

@@ -200,10 +200,10 @@ func (d *Dir) update(ctx context.Context, what string, plan func(ctx context.Con
 
 // Lookup answers from the cache; see the package documentation.
 func (d *Dir) Lookup(ctx context.Context, address string) (shard.Entry, error) {
-	d.mu.Lock()
+	d.mu.RLock()
 	c, ok := d.users[address]
 	closed := d.closed
-	d.mu.Unlock()
+	d.mu.RUnlock()
 	if closed {
 		return shard.Entry{}, fmt.Errorf("etcddir: lookup: %w", shard.ErrClosed)
 	}
