@@ -145,6 +145,9 @@ func MakeCerts(dir string, nodes []string, o CertOptions) (CertResult, error) {
 		}
 	}
 	res.CAReused = reused
+	if !o.Now.Before(ca.NotAfter) {
+		return res, fmt.Errorf("cluster certs: the CA in %s expired on %s; a new CA (remove %s and %s) means new certificates for every node", dir, ca.NotAfter.UTC().Format(time.DateOnly), CACertFile, CAKeyFile)
+	}
 	notAfter := o.Now.Add(time.Duration(o.NodeDays) * 24 * time.Hour)
 	if notAfter.After(ca.NotAfter) {
 		notAfter = ca.NotAfter

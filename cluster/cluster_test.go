@@ -258,6 +258,10 @@ func TestMakeCertsReusesCA(t *testing.T) {
 		t.Errorf("n3.key written although the run failed: %v", err)
 	}
 
+	// An expired CA issues nothing.
+	if _, err := cluster.MakeCerts(dir, []string{"n5"}, cluster.CertOptions{Now: time.Now().AddDate(11, 0, 0)}); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("expired CA: %v", err)
+	}
 	// Half a CA is an error, never replaced.
 	os.Remove(filepath.Join(dir, cluster.CACertFile))
 	if _, err := cluster.MakeCerts(dir, []string{"n4"}, cluster.CertOptions{}); err == nil || !strings.Contains(err.Error(), "exists without") {
