@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"cryptomail/cluster"
 	"cryptomail/xmap"
 )
 
@@ -28,6 +30,7 @@ type Config struct {
 	HTTP    HTTPConfig    `toml:"http"`
 	Relay   RelayConfig   `toml:"relay"`
 	Log     LogConfig     `toml:"log"`
+	Cluster ClusterConfig `toml:"cluster"`
 
 	// Path is the file the config was read from ("" for the embedded default).
 	Path string `toml:"-"`
@@ -108,6 +111,47 @@ type RelayConfig struct {
 	// MaxRecipientsPerHour bounds what one user sends (every recipient of
 	// every send, local or remote); 0: no limit.
 	MaxRecipientsPerHour int `toml:"max_recipients_per_hour"`
+}
+
+// ClusterConfig is the [cluster] section. Without etcd endpoints the server
+// runs alone on its SQLite metabase and the other keys are not used.
+type ClusterConfig struct {
+	// Etcd lists the etcd endpoints ("http://host:2379" or host:port).
+	Etcd []string `toml:"etcd"`
+	// Node is this node's name, unique in the cluster (a DNS label).
+	Node string `toml:"node"`
+	// Listen is the internal listener's host:port.
+	Listen string `toml:"listen"`
+	// Advertise is the https URL other nodes call this node's listener at.
+	Advertise string `toml:"advertise"`
+	// TLSCert, TLSKey and TLSCA are the PEM files of mutual TLS between
+	// nodes (cryptomail cluster certs makes them).
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	TLSCA   string `toml:"tls_ca"`
+}
+
+// Enabled reports whether the config names a cluster (etcd endpoints).
+func (c *ClusterConfig) Enabled() bool { return len(c.Etcd) > 0 }
+
+// TLSFiles are the node's mutual TLS files, for cluster.ServerTLS and
+// cluster.ClientTLS.
+func (c *ClusterConfig) TLSFiles() cluster.TLSFiles {
+	return cluster.TLSFiles{CA: c.TLSCA, Cert: c.TLSCert, Key: c.TLSKey}
+}
+
+// ErrClusterUnavailable: the config names a cluster, which this version
+// cannot run yet (issue 11: the configuration and the certificates come
+// first, the wiring into serve later). Nothing runs half clustered.
+var ErrClusterUnavailable = errors.New("clustering is not available in this version yet")
+
+// requireSingleNode refuses a clustered config before anything is opened or
+// created.
+func requireSingleNode(cfg *Config) error {
+	if !cfg.Cluster.Enabled() {
+		return nil
+	}
+	return fmt.Errorf("%s: [cluster] etcd is set: %w; leave out [cluster] (or its etcd) to run this node alone", cfg.Path, ErrClusterUnavailable)
 }
 
 type LogConfig struct {
@@ -410,6 +454,9 @@ func (c *Config) validate() error {
 	if c.Relay.MaxRetry.Duration < c.Relay.MinRetry.Duration {
 		return bad("relay.max_retry", "must not be shorter than min_retry")
 	}
+	if err := c.Cluster.validate(bad); err != nil {
+		return err
+	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -466,6 +513,55 @@ func (h *HTTPConfig) validate(bad func(key, format string, args ...any) error) e
 	return nil
 }
 
+func (c *ClusterConfig) validate(bad func(key, format string, args ...any) error) error {
+	if !c.Enabled() {
+		return nil
+	}
+	for i, e := range c.Etcd {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			return bad("cluster.etcd", "entry %d is empty", i+1)
+		}
+		if strings.Contains(e, "://") {
+			u, err := url.Parse(e)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+				return bad("cluster.etcd", "entry %d: %q is not an etcd endpoint (http://host:port, https://host:port or host:port)", i+1, e)
+			}
+		} else if _, _, err := net.SplitHostPort(e); err != nil {
+			return bad("cluster.etcd", "entry %d: %q is not an etcd endpoint (http://host:port, https://host:port or host:port)", i+1, e)
+		}
+		if slices.Contains(c.Etcd[:i], e) {
+			return bad("cluster.etcd", "%q is listed twice", e)
+		}
+		c.Etcd[i] = e
+	}
+	if c.Node == "" {
+		return bad("cluster.node", "required with cluster.etcd: this node's name, unique in the cluster")
+	}
+	if err := cluster.CheckNodeName(c.Node); err != nil {
+		return bad("cluster.node", "%v", err)
+	}
+	if c.Listen == "" {
+		return bad("cluster.listen", "required with cluster.etcd: the internal listener's host:port")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return bad("cluster.listen", "%q is not host:port", c.Listen)
+	}
+	if c.Advertise == "" {
+		return bad("cluster.advertise", "required with cluster.etcd: the https URL other nodes call this node at")
+	}
+	u, err := url.Parse(c.Advertise)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return bad("cluster.advertise", "%q is not an https URL of a host (e.g. \"https://n1.internal:7443\")", c.Advertise)
+	}
+	for _, f := range []struct{ key, v string }{{"cluster.tls_cert", c.TLSCert}, {"cluster.tls_key", c.TLSKey}, {"cluster.tls_ca", c.TLSCA}} {
+		if strings.TrimSpace(f.v) == "" {
+			return bad(f.key, "required with cluster.etcd: nodes talk only over mutual TLS (cryptomail cluster certs makes the files)")
+		}
+	}
+	return nil
+}
+
 func (c *Config) resolvePaths(base string) {
 	abs := func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
@@ -480,4 +576,5 @@ func (c *Config) resolvePaths(base string) {
 	c.SMTP.TLSCert, c.SMTP.TLSKey = abs(c.SMTP.TLSCert), abs(c.SMTP.TLSKey)
 	c.HTTP.TLSCert, c.HTTP.TLSKey = abs(c.HTTP.TLSCert), abs(c.HTTP.TLSKey)
 	c.Relay.CAFile = abs(c.Relay.CAFile)
+	c.Cluster.TLSCert, c.Cluster.TLSKey, c.Cluster.TLSCA = abs(c.Cluster.TLSCert), abs(c.Cluster.TLSKey), abs(c.Cluster.TLSCA)
 }

@@ -3,6 +3,7 @@ package server_test
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,6 +113,22 @@ func TestConfigErrors(t *testing.T) {
 		{"lmtp message size unservable", base + "[lmtp]\nmax_message_bytes = 52428800\n", "lmtp.max_message_bytes", 6, "52428800 is over 20905984"},
 		{"smtp message size unservable", base + "[smtp]\nlisten = \"127.0.0.1:25\"\nmax_message_bytes = 20905985\n", "smtp.max_message_bytes", 7, "20905985 is over 20905984"},
 		{"syntax", base + "[lmtp\n", "*", -1, "end table name"},
+		// [cluster]: with etcd set, everything else is required.
+		{"cluster no node", base + "[cluster]\netcd = [\"http://127.0.0.1:2379\"]\n", "cluster.node", 0, "required with cluster.etcd"},
+		{"cluster bad etcd", base + "[cluster]\netcd = [\"ftp://e:1\"]\n", "cluster.etcd", 6, "not an etcd endpoint"},
+		{"cluster etcd no port", base + "[cluster]\netcd = [\"etcd1\"]\n", "cluster.etcd", 6, "not an etcd endpoint"},
+		{"cluster empty etcd entry", base + "[cluster]\netcd = [\" \"]\n", "cluster.etcd", 6, "entry 1 is empty"},
+		{"cluster etcd twice", base + "[cluster]\netcd = [\"e:1\", \" e:1\"]\n", "cluster.etcd", 6, "twice"},
+		{"cluster bad node", clusterCfg("node", `"N1.example"`), "cluster.node", 7, "DNS label"},
+		{"cluster bad listen", clusterCfg("listen", `"7443"`), "cluster.listen", 8, "host:port"},
+		{"cluster advertise http", clusterCfg("advertise", `"http://n1.internal:7443"`), "cluster.advertise", 9, "https URL"},
+		{"cluster advertise no host", clusterCfg("advertise", `"https://:7443"`), "cluster.advertise", 9, "https URL"},
+		{"cluster advertise path", clusterCfg("advertise", `"https://n1.internal:7443/x"`), "cluster.advertise", 9, "https URL"},
+		{"cluster no cert", clusterCfg("tls_cert", `""`), "cluster.tls_cert", 10, "required with cluster.etcd"},
+		{"cluster no key", clusterCfg("tls_key", `""`), "cluster.tls_key", 11, "required with cluster.etcd"},
+		{"cluster no ca", clusterCfg("tls_ca", `""`), "cluster.tls_ca", 12, "required with cluster.etcd"},
+		{"cluster unknown key", clusterCfg("nodes", `"n1"`), "cluster.nodes", 13, "unknown key"},
+		{"cluster etcd not a list", base + "[cluster]\netcd = \"e:1\"\n", "cluster.etcd", 6, "incompatible types"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,6 +147,129 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("error %q does not start with the file name", err)
 			}
 		})
+	}
+}
+
+// clusterCfg is a valid clustered config (from line 5) with key set to value
+// (an existing key replaced in place, a new one appended).
+func clusterCfg(key, value string) string {
+	lines := []string{
+		"[server]", "domains = [\"example.test\"]", "[storage]", "homes = [\"h\"]",
+		"[cluster]",
+		`etcd = ["http://127.0.0.1:2379", "10.0.0.2:2379"]`,
+		`node = "n1"`,
+		`listen = "127.0.0.1:7443"`,
+		`advertise = "https://n1.internal:7443"`,
+		`tls_cert = "pki/n1.pem"`,
+		`tls_key = "pki/n1.key"`,
+		`tls_ca = "/etc/cryptomail/cluster-ca.pem"`,
+	}
+	found := false
+	for i, l := range lines[5:] {
+		if strings.HasPrefix(l, key+" = ") {
+			lines[5+i] = key + " = " + value
+			found = true
+		}
+	}
+	if !found && key != "" {
+		lines = append(lines, key+" = "+value)
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+func TestClusterConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := server.ParseConfig([]byte(clusterCfg("", "")), "c.toml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Cluster
+	if !c.Enabled() || c.Node != "n1" || c.Listen != "127.0.0.1:7443" || c.Advertise != "https://n1.internal:7443" ||
+		len(c.Etcd) != 2 || c.Etcd[1] != "10.0.0.2:2379" {
+		t.Errorf("cluster = %+v", c)
+	}
+	// Files are relative to the config file, like every other path.
+	f := c.TLSFiles()
+	if f.Cert != filepath.Join(dir, "pki/n1.pem") || f.Key != filepath.Join(dir, "pki/n1.key") || f.CA != "/etc/cryptomail/cluster-ca.pem" {
+		t.Errorf("TLS files = %+v", f)
+	}
+	// No section, or an empty etcd: a single node, nothing else required.
+	for _, tt := range []string{"", "[cluster]\n", "[cluster]\netcd = []\nnode = \"BAD NAME\"\n"} {
+		cfg, err := server.ParseConfig([]byte("[server]\ndomains = [\"example.test\"]\n[storage]\nhomes = [\"h\"]\n"+tt), "c.toml", dir)
+		if err != nil {
+			t.Errorf("%q: %v", tt, err)
+		} else if cfg.Cluster.Enabled() {
+			t.Errorf("%q: cluster enabled", tt)
+		}
+	}
+}
+
+// The example shows [cluster] commented out, so that `make run` stays a
+// single node; uncommented, it is a valid clustered config, and every key is
+// in docs/CONFIG.md.
+func TestClusterExample(t *testing.T) {
+	example, err := os.ReadFile("../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../docs/CONFIG.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := server.ParseConfig(example, "config.example.toml", t.TempDir())
+	if err != nil || ex.Cluster.Enabled() {
+		t.Fatalf("example: cluster enabled or error: %v", err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(example), "\n") {
+		if len(l) > 1 && l[0] == '#' && (l[1] == '[' || l[1] >= 'a' && l[1] <= 'z') {
+			l = l[1:]
+		}
+		out = append(out, l)
+	}
+	cfg, err := server.ParseConfig([]byte(strings.Join(out, "\n")), "uncommented.toml", t.TempDir())
+	if err != nil {
+		t.Fatalf("the example's [cluster], uncommented: %v", err)
+	}
+	if !cfg.Cluster.Enabled() || cfg.Cluster.Node == "" || cfg.Cluster.TLSCA == "" {
+		t.Errorf("uncommented cluster = %+v", cfg.Cluster)
+	}
+	for _, k := range []string{"etcd", "node", "listen", "advertise", "tls_cert", "tls_key", "tls_ca"} {
+		if !strings.Contains(string(example), "\n#"+k+" = ") {
+			t.Errorf("config.example.toml does not show cluster.%s", k)
+		}
+		if !strings.Contains(string(doc), "`cluster."+k+"`") {
+			t.Errorf("docs/CONFIG.md does not describe `cluster.%s`", k)
+		}
+	}
+}
+
+// A clustered config is refused before anything is opened or created: no
+// partial cluster mode.
+func TestClusterRefusedToRun(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := server.ParseConfig([]byte(clusterCfg("", "")), "c.toml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Server.DataDir = filepath.Join(dir, "data")
+	cfg.Storage.Homes = []string{filepath.Join(dir, "homes")}
+	if _, err := server.New(t.Context(), cfg, slog.New(slog.DiscardHandler)); !errors.Is(err, server.ErrClusterUnavailable) || !strings.Contains(err.Error(), "c.toml") {
+		t.Errorf("New = %v, want ErrClusterUnavailable naming the file", err)
+	}
+	if _, err := server.OpenStore(t.Context(), cfg, slog.New(slog.DiscardHandler)); !errors.Is(err, server.ErrClusterUnavailable) {
+		t.Errorf("OpenStore = %v, want ErrClusterUnavailable", err)
+	}
+	if _, err := server.OpenExistingStore(t.Context(), cfg, slog.New(slog.DiscardHandler)); !errors.Is(err, server.ErrClusterUnavailable) {
+		t.Errorf("OpenExistingStore = %v, want ErrClusterUnavailable", err)
+	}
+	if err := server.CheckStorage(t.Context(), cfg); !errors.Is(err, server.ErrClusterUnavailable) {
+		t.Errorf("CheckStorage = %v, want ErrClusterUnavailable", err)
+	}
+	for _, p := range []string{cfg.Server.DataDir, cfg.Storage.Homes[0]} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s created: %v", p, err)
+		}
 	}
 }
 

@@ -47,6 +47,9 @@ func OpenExistingStore(ctx context.Context, cfg *Config, logger *slog.Logger) (*
 }
 
 func openStore(ctx context.Context, cfg *Config, logger *slog.Logger, noCreate bool) (*shard.Store, error) {
+	if err := requireSingleNode(cfg); err != nil {
+		return nil, err
+	}
 	st, err := shard.Open(ctx, shard.Options{
 		DataDir:       cfg.Server.DataDir,
 		Homes:         cfg.Storage.Homes,
@@ -64,6 +67,10 @@ func openStore(ctx context.Context, cfg *Config, logger *slog.Logger, noCreate b
 // configured homes match the metabase (if data_dir has one yet): the
 // storage part of check-config. See shard.CheckHomes.
 func CheckStorage(ctx context.Context, cfg *Config) error {
+	if cfg.Cluster.Enabled() {
+		// The caller names the file.
+		return fmt.Errorf("[cluster] etcd is set: %w", ErrClusterUnavailable)
+	}
 	err := shard.CheckHomes(ctx, shard.Options{DataDir: cfg.Server.DataDir, Homes: cfg.Storage.Homes})
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
@@ -94,6 +101,9 @@ type Server struct {
 // New opens storage and binds every listener, so that address and
 // certificate problems surface before anything is served.
 func New(ctx context.Context, cfg *Config, logger *slog.Logger) (*Server, error) {
+	if err := requireSingleNode(cfg); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, logger: logger, listeners: map[string]net.Listener{}, errc: make(chan error, 3)}
 	var smtpTLS, httpTLS *tls.Config
 	if cfg.SMTP.TLSCert != "" {

@@ -9,6 +9,7 @@
 //	cryptomail server-key [-config FILE]
 //	cryptomail export    [-config FILE] --out FILE ADDRESS
 //	cryptomail check-config [-config FILE]
+//	cryptomail cluster certs -out DIR [--ca-days N] [--days N] [--san NAME]... NODE...
 //
 // Flags may come before or after the positional arguments. Without -config
 // every command reads $CRYPTOMAIL_CONFIG, then /etc/cryptomail/cryptomail.toml;
@@ -64,6 +65,10 @@ commands:
   export --out FILE ADDRESS          write the user's mail as an mbox of OpenPGP messages
   check-config                       validate the configuration, and the homes
                                      against the metabase (read only), and exit
+  cluster certs -out DIR [--ca-days N] [--days N] [--san NAME]... NODE...
+                                     make a cluster CA in DIR (or reuse the one
+                                     there) and a certificate and key per node
+                                     for [cluster] tls_ca, tls_cert, tls_key
 
 every command takes -config FILE; without it the config is $CRYPTOMAIL_CONFIG,
 then /etc/cryptomail/cryptomail.toml. Admin commands (user, export, server-key,
@@ -126,6 +131,11 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return cmdServerKey(rest, stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(rest, stdout, stderr)
+	case "cluster":
+		if len(rest) == 0 || rest[0] != "certs" {
+			return usagef("cluster: want certs")
+		}
+		return cmdClusterCerts(rest[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
