@@ -16,7 +16,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"cryptomail/cluster"
+	"cryptomail/server/cluster"
 	"cryptomail/xmap"
 )
 

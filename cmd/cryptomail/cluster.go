@@ -6,7 +6,7 @@ import (
 	"io"
 	"strings"
 
-	"cryptomail/cluster"
+	"cryptomail/server/cluster"
 )
 
 // stringsFlag is a flag that may be given several times.

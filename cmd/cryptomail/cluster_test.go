@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"cryptomail/cluster"
+	"cryptomail/server/cluster"
 	"cryptomail/server"
 )
 

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"cryptomail/cluster"
+	"cryptomail/server/cluster"
 )
 
 func files(dir, node string) cluster.TLSFiles {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"cryptomail/cluster"
+	"cryptomail/server/cluster"
 )
 
 // The openssl recipe in docs/CLUSTER.md makes files that ServerTLS and
