@@ -73,32 +73,22 @@ level = "info"
 		u["invite"] = invite(t, bin, cfg, u["address"])
 	}
 
-	var logs syncBuffer
-	srv := exec.Command(bin, "serve", "-config", cfg)
-	srv.Stdout = &logs
-	srv.Stderr = &logs
-	if err := srv.Start(); err != nil {
+	logs, stop := serve(t, bin, cfg)
+	base := "http://" + httpAddr
+	waitHealthy(t, base, logs)
+
+	// A second server listens on every address without TLS (issue 9, item 7): it must refuse
+	// to serve the web client. The browser reaches it on loopback all the same.
+	exposedPort := testenv.FreePort(t)[len("127.0.0.1:"):]
+	exposedCfg := filepath.Join(work, "exposed.toml")
+	exposedConf := fmt.Sprintf("[server]\ndomains = [\"example.test\"]\ndata_dir = \"exposed\"\n[storage]\nhomes = [\"exposed/homes\"]\n"+
+		"[lmtp]\nlisten = %q\n[http]\nlisten = %q\n", testenv.FreePort(t), "0.0.0.0:"+exposedPort)
+	if err := os.WriteFile(exposedCfg, []byte(exposedConf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		srv.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			srv.Process.Kill()
-			<-exited
-		}
-	}
-	t.Cleanup(stop)
-	base := "http://" + httpAddr
-	waitHealthy(t, base, &logs)
+	exposedLogs, stopExposed := serve(t, bin, exposedCfg)
+	exposedBase := "http://127.0.0.1:" + exposedPort
+	waitHealthy(t, exposedBase, exposedLogs)
 
 	shots := filepath.Join(root, "web", "screenshots")
 	if err := os.MkdirAll(shots, 0o755); err != nil {
@@ -119,6 +109,7 @@ level = "info"
 		"CM_SCREENSHOTS=" + shots,
 		"CM_ATTACHMENT=" + attPath,
 		"CM_RESULT=" + result,
+		"CM_EXPOSED_URL=" + exposedBase,
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "test", "e2e", "*.test.mjs"))
 	if len(files) == 0 {
@@ -143,6 +134,10 @@ level = "info"
 	}
 	if err != nil {
 		t.Fatalf("browser tests failed: %v\nserver log:\n%s", err, logs.String())
+	}
+	stopExposed()
+	if !strings.Contains(exposedLogs.String(), "allow_insecure_web") {
+		t.Errorf("the server listening off loopback without TLS did not warn at start:\n%s", exposedLogs.String())
 	}
 	if !strings.Contains(out.String(), "\n# fail 0\n") {
 		t.Fatalf("browser tests did not report success")
@@ -224,6 +219,37 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// serve starts `cryptomail serve -config cfg` and returns its output and a stop function
+// (SIGTERM, then kill after 30 s), also run at cleanup.
+func serve(t *testing.T, bin, cfg string) (*syncBuffer, func()) {
+	t.Helper()
+	logs := &syncBuffer{}
+	srv := exec.Command(bin, "serve", "-config", cfg)
+	srv.Stdout = logs
+	srv.Stderr = logs
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- srv.Wait() }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		srv.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			srv.Process.Kill()
+			<-exited
+		}
+	}
+	t.Cleanup(stop)
+	return logs, stop
 }
 
 func buildServer(t *testing.T, root string) string {

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"cryptomail/server/cluster"
 	"cryptomail/server"
+	"cryptomail/server/cluster"
 )
 
 func TestCLIClusterCerts(t *testing.T) {

@@ -85,6 +85,24 @@ test('the sign-in page pins the server key on first use and shows it', async () 
   await shot(page.alice, '01-sign-in');
 });
 
+// Issue 9, item 7: off loopback without TLS, the page, its script and the passphrase form
+// would come over a channel anyone on the path can rewrite, so the server does not serve them.
+test('a server listening off loopback without TLS does not serve the web client', async () => {
+  const c = await browser.newContext();
+  c.setDefaultTimeout(T);
+  const p = await c.newPage();
+  const scripts = [];
+  p.on('request', (r) => { if (r.resourceType() === 'script') scripts.push(r.url()); });
+  const resp = await p.goto(env.exposed + '/');
+  assert.equal(resp.status(), 403);
+  await p.getByText('The web client is not served over plain HTTP').waitFor();
+  assert.equal(await p.locator('input[type=password]').count(), 0, 'no passphrase form');
+  assert.deepEqual(scripts, [], 'no script is loaded');
+  const asset = await p.request.get(env.exposed + '/index.html');
+  assert.equal(asset.status(), 403);
+  await c.close();
+});
+
 test('a wrong invite code is refused with a clear message', async () => {
   const p = page.alice;
   await p.getByTestId('to-signup').click();

@@ -12,6 +12,8 @@ export const env = {
   screenshots: process.env.CM_SCREENSHOTS || '',
   attachment: process.env.CM_ATTACHMENT,
   result: process.env.CM_RESULT,
+  // A server listening off loopback without TLS, which must not serve the web client.
+  exposed: process.env.CM_EXPOSED_URL,
 };
 
 // The flags this machine's Chromium needs: no sandbox (root in CI), no GPU, and none of
