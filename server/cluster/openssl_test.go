@@ -19,7 +19,7 @@ func TestOpenSSLRecipe(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("bash not installed")
 	}
-	doc, err := os.ReadFile("../docs/CLUSTER.md")
+	doc, err := os.ReadFile("../../docs/CLUSTER.md")
 	if err != nil {
 		t.Fatal(err)
 	}
