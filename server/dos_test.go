@@ -24,6 +24,7 @@ import (
 	"time"
 
 	cmcrypto "cryptomail/crypto"
+	"cryptomail/internal/testenv"
 	"cryptomail/server"
 	"cryptomail/xmap"
 	"cryptomail/xmap/sexmap"
@@ -47,7 +48,7 @@ listen = "127.0.0.1:0"
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	s, err := server.New(context.Background(), cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -203,29 +202,11 @@ level = "info"
 	}
 }
 
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // serve starts `cryptomail serve -config cfg` and returns its output and a stop function
 // (SIGTERM, then kill after 30 s), also run at cleanup.
-func serve(t *testing.T, bin, cfg string) (*syncBuffer, func()) {
+func serve(t *testing.T, bin, cfg string) (*testenv.SyncBuffer, func()) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	srv := exec.Command(bin, "serve", "-config", cfg)
 	srv.Stdout = logs
 	srv.Stderr = logs
@@ -274,7 +255,7 @@ func invite(t *testing.T, bin, cfg, address string) string {
 	return lines[len(lines)-1]
 }
 
-func waitHealthy(t *testing.T, base string, logs *syncBuffer) {
+func waitHealthy(t *testing.T, base string, logs *testenv.SyncBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {

@@ -9,12 +9,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"cryptomail/client/clienttest"
 	cmcrypto "cryptomail/crypto"
+	"cryptomail/internal/testenv"
 	"cryptomail/server"
 	"cryptomail/xmap/sexmap"
 
@@ -57,24 +57,6 @@ func bothServers(t *testing.T, test func(t *testing.T, h *harness)) {
 	t.Run("server", func(t *testing.T) { test(t, newServerHarness(t)) })
 }
 
-// syncBuffer is an io.Writer safe to read while a command still writes (watch).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type result struct {
 	code           int
 	stdout, stderr string
@@ -82,7 +64,7 @@ type result struct {
 
 // cmail runs cmail in process against the test server, with small KDF parameters.
 func (h *harness) cmail(ctx context.Context, home string, env []string, stdin string, args ...string) result {
-	var out, errb syncBuffer
+	var out, errb testenv.SyncBuffer
 	c := newCLI(strings.NewReader(stdin), &out, &errb, env)
 	c.kdf = sexmap.MinKDFParams
 	code := runContext(ctx, c, append([]string{"-server", h.url, "-home", home}, args...))
@@ -386,7 +368,7 @@ func testWatch(t *testing.T, h *harness) {
 	h.signup(home, "alice@example.org", "pass")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var out, errb syncBuffer
+	var out, errb testenv.SyncBuffer
 	c := newCLI(strings.NewReader(""), &out, &errb, []string{envPassphrase + "=pass"})
 	c.kdf = sexmap.MinKDFParams
 	done := make(chan int, 1)

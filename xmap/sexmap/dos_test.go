@@ -11,10 +11,10 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"cryptomail/internal/testenv"
 	"cryptomail/xmap/sexmap"
 )
 
@@ -180,7 +180,7 @@ func TestHandshakeRatePerNetwork(t *testing.T) {
 
 // Refusals caused by floods are summarized, not logged one line each.
 func TestRefusalsLoggedOncePerInterval(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	e := newEnv(t, func(c *sexmap.Config) {
 		c.MaxPendingHandshakes = 2
 		c.HandshakeTimeout = time.Hour
@@ -258,23 +258,6 @@ func TestRateTableBounded(t *testing.T) {
 	if ok, _ := tab.Allow("x"); !ok {
 		t.Fatal("after a second")
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Many /64s of one IPv6 /48 (or many addresses of one IPv4 /24) share a

@@ -17,6 +17,7 @@ import (
 	"github.com/flynn/noise"
 
 	cmcrypto "cryptomail/crypto"
+	"cryptomail/internal/testenv"
 	"cryptomail/server/internal/accounts"
 	"cryptomail/shard"
 	"cryptomail/xmap"
@@ -59,25 +60,6 @@ func (c *clock) Advance(d time.Duration) {
 	c.off += d
 }
 
-// syncBuffer collects every log line of the test server, to check that no
-// secret reaches a log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // canonical stands in for server.Config.ServedAddress: lower case, and only
 // example.org is served.
 func canonical(a string) (string, error) {
@@ -100,7 +82,7 @@ type env struct {
 	url     string
 	ts      *httptest.Server
 	clock   *clock
-	logs    *syncBuffer
+	logs    *testenv.SyncBuffer
 	secrets []string // strings no log line may contain
 }
 
@@ -108,7 +90,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts := shard.Options{
 		DataDir: filepath.Join(dir, "data"),
