@@ -281,18 +281,7 @@ func TestConcurrentCreateUser(t *testing.T) {
 		wg.Go(func() { _, errs[i] = stores[i%n].CreateUser(ctx, a, []byte("key")) })
 	}
 	wg.Wait()
-	ok := 0
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case !errors.Is(err, shard.ErrExists):
-			t.Errorf("CreateUser %d: %v", i, err)
-		}
-	}
-	if ok != 1 {
-		t.Fatalf("%d creates of one address won, want 1", ok)
-	}
+	directorytest.OneWon(t, "CreateUser", errs, shard.ErrExists)
 	for _, s := range stores {
 		if _, _, err := s.Deliver(ctx, a, msg(1)); err != nil {
 			t.Fatal(err)

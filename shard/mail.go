@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"cryptomail/internal/sqlitedb"
 )
 
 // Mail operations: what a mail-access protocol (XMAP) needs from a shard,
@@ -329,20 +331,7 @@ func (s *Store) DeleteFolder(ctx context.Context, address string, ref FolderRef)
 }
 
 func queryIDs(ctx context.Context, q querier, query string, args ...any) ([]int64, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return sqlitedb.QueryIDs(ctx, q, query, args...)
 }
 
 // moveOne moves a message to folder with a new uid there and flags as

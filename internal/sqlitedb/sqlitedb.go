@@ -201,3 +201,27 @@ func UserVersion(ctx context.Context, db *sql.DB) (int, error) {
 	}
 	return v, nil
 }
+
+// Querier is what QueryIDs needs: a *sql.DB, *sql.Tx or *sql.Conn.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// QueryIDs runs a query whose one column is an integer id and returns the ids
+// in the order the query gives them.
+func QueryIDs(ctx context.Context, q Querier, query string, args ...any) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}

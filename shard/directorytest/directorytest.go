@@ -456,17 +456,25 @@ func testConcurrentClaims(t *testing.T, h Harness) {
 		wg.Go(func() { _, errs[i] = h.Dir.ClaimInvite(ctx, a, hash("code"), now) })
 	}
 	wg.Wait()
+	OneWon(t, "ClaimInvite", errs, shard.ErrInvalidInvite)
+}
+
+// OneWon fails t unless exactly one of the racers' errs is nil and every
+// other is lose: what a race to create one thing must end with, on any
+// engine.
+func OneWon(t testing.TB, what string, errs []error, lose error) {
+	t.Helper()
 	ok := 0
 	for i, err := range errs {
 		switch {
 		case err == nil:
 			ok++
-		case !errors.Is(err, shard.ErrInvalidInvite):
-			t.Fatalf("ClaimInvite %d: %v", i, err)
+		case !errors.Is(err, lose):
+			t.Fatalf("%s %d: %v", what, i, err)
 		}
 	}
 	if ok != 1 {
-		t.Fatalf("%d claims of one invite won, want 1", ok)
+		t.Fatalf("%s: %d of %d racers won, want 1", what, ok, len(errs))
 	}
 }
 

@@ -142,22 +142,9 @@ func (q *queue) dropHeld(ctx context.Context) (int64, error) {
 // due returns up to limit ids of rows whose next attempt has come, oldest
 // appointment first.
 func (q *queue) due(ctx context.Context, now time.Time, limit int) ([]int64, error) {
-	rows, err := q.db.QueryContext(ctx,
+	return sqlitedb.QueryIDs(ctx, q.db,
 		`SELECT id FROM queue WHERE held = 0 AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`,
 		now.UnixNano(), limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
 }
 
 // nextDue returns the earliest next attempt of a row not in skip.
